@@ -1,9 +1,15 @@
-"""Per-sandbox pids + memory limits with a cgroup (v2, or v1's per-controller hierarchies).
+"""Per-command pids + memory limits with a cgroup (v2, or v1's per-controller hierarchies).
 
 ``ulimit -u`` (RLIMIT_NPROC) does nothing for uid 0, so a fork bomb run as root is only capped
-by a pids cgroup. :func:`make_limits` returns a :class:`CgroupLimits` where the host lets us
+by a pids cgroup. :func:`cgroup_factory` returns a :class:`CgroupFactory` where the host lets us
 create cgroups (root, cgroupfs writable) and ``None`` otherwise; the sandbox then falls back to
 RLIMIT_AS for memory and relies on the command timeout (killing the pid namespace) for processes.
+
+Every command gets a *fresh* cgroup, removed when it ends. A shared one is not clean between
+commands: the kernel releases a dead sandbox's pid-namespace init lazily (measured on Linux 6.18:
+each finished command kept one pid charged for up to seconds, and a killed fork bomb many more),
+so a later command, or the gold command scored right after, could fail with
+``fork: retry: Resource temporarily unavailable``. Those charges stay with the removed cgroup.
 """
 
 from __future__ import annotations
@@ -41,15 +47,11 @@ def _alive(pid: int) -> bool:
 
 
 class CgroupLimits:
-    """One cgroup (one per controller on v1) shared by the commands of one environment instance."""
+    """One cgroup (one per controller on v1) holding the processes of one command."""
 
     def __init__(self, dirs: list[Path], version: int) -> None:
         self.dirs = dirs
         self.version = version
-
-    @property
-    def mechanism(self) -> str:
-        return f"cgroup v{self.version}"
 
     @property
     def procs_files(self) -> list[str]:
@@ -82,27 +84,30 @@ class CgroupLimits:
             time.sleep(0.01)
 
     def oom_killed(self) -> int:
-        """How many OOM kills the memory cgroup has seen (a counter; compare before/after a command)."""
+        """How many OOM kills the memory cgroup has seen."""
         for d in self.dirs:
-            ev = d / "memory.events"
-            if ev.exists():
-                for line in ev.read_text().splitlines():
-                    k, _, v = line.partition(" ")
-                    if k == "oom_kill":
-                        return int(v)
-            oc = d / "memory.oom_control"
-            if oc.exists():
-                for line in oc.read_text().splitlines():
-                    k, _, v = line.partition(" ")
-                    if k == "oom_kill":
-                        return int(v)
+            for name in ("memory.events", "memory.oom_control"):
+                f = d / name
+                if f.exists():
+                    for line in f.read_text().splitlines():
+                        k, _, v = line.partition(" ")
+                        if k == "oom_kill":
+                            return int(v)
         return 0
 
-    def remove(self) -> None:
+    def remove(self) -> bool:
+        """Kill what is left and remove the cgroup; False if some directory could not be removed."""
         self.kill_all()
+        ok = True
         for d in self.dirs:
-            with contextlib.suppress(OSError):
+            try:
                 d.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.warning("could not remove cgroup %s: %s", d, e)
+                ok = False
+        return ok
 
 
 def _sweep_stale(parent: Path) -> None:
@@ -114,8 +119,7 @@ def _sweep_stale(parent: Path) -> None:
             except ValueError:
                 continue
             if not _alive(pid):
-                stale = CgroupLimits([d], 2 if (d / "cgroup.kill").exists() else 1)
-                stale.remove()
+                CgroupLimits([d], 2 if (d / "cgroup.kill").exists() else 1).remove()
 
 
 _counter = 0
@@ -127,7 +131,62 @@ def _name() -> str:
     return f"{PREFIX}{os.getpid()}-{_counter}"
 
 
-def _make_v2(memory_bytes: int, pids_max: int) -> CgroupLimits:
+class CgroupFactory:
+    """Where and how to make a command's cgroup: parent directories found (and checked) once."""
+
+    def __init__(self, parents: dict[str, Path], version: int, memory_bytes: int, pids_max: int) -> None:
+        self.parents = parents  # controller -> parent dir (v2: the single hierarchy under "")
+        self.version = version
+        self.memory_bytes = memory_bytes
+        self.pids_max = pids_max
+        self._leftover: list[CgroupLimits] = []
+
+    @property
+    def mechanism(self) -> str:
+        return f"cgroup v{self.version}"
+
+    def _limits(self, ctrl: str) -> tuple[dict[str, str], dict[str, str]]:
+        """(required, optional) limit files for one controller's directory; optional ones are
+        written where the kernel has them (swap accounting is often off)."""
+        mem = str(self.memory_bytes)
+        if self.version == 2:
+            return {"pids.max": str(self.pids_max), "memory.max": mem}, {"memory.swap.max": "0"}
+        if ctrl == "pids":
+            return {"pids.max": str(self.pids_max)}, {}
+        return {"memory.limit_in_bytes": mem}, {"memory.memsw.limit_in_bytes": mem}
+
+    def new(self) -> CgroupLimits:
+        """A fresh cgroup with the limits (raises OSError if it cannot be made)."""
+        made: list[Path] = []
+        name = _name()
+        try:
+            for ctrl, parent in self.parents.items():
+                d = parent / name
+                d.mkdir()
+                made.append(d)
+                required, optional = self._limits(ctrl)
+                for k, v in required.items():
+                    (d / k).write_text(v)
+                for k, v in optional.items():
+                    with contextlib.suppress(OSError):
+                        (d / k).write_text(v)
+        except OSError:
+            for d in made:
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            raise
+        return CgroupLimits(made, self.version)
+
+    def discard(self, cg: CgroupLimits) -> None:
+        """Remove a command's cgroup; one that cannot be removed yet is retried by :meth:`close`."""
+        if not cg.remove():
+            self._leftover.append(cg)
+
+    def close(self) -> None:
+        self._leftover = [cg for cg in self._leftover if not cg.remove()]
+
+
+def _parents_v2() -> dict[str, Path]:
     base = CGROUP_FS / _own_path(None).lstrip("/")
     controllers = set((base / "cgroup.controllers").read_text().split())
     if not {"pids", "memory"} <= controllers:
@@ -136,55 +195,32 @@ def _make_v2(memory_bytes: int, pids_max: int) -> CgroupLimits:
     if not {"pids", "memory"} <= enabled:
         # Fails with EBUSY when our own cgroup holds processes (the "no internal processes" rule).
         (base / "cgroup.subtree_control").write_text("+pids +memory")
-    _sweep_stale(base)
-    d = base / _name()
-    d.mkdir()
-    try:
-        (d / "pids.max").write_text(str(pids_max))
-        (d / "memory.max").write_text(str(memory_bytes))
-        with contextlib.suppress(OSError):
-            (d / "memory.swap.max").write_text("0")
-    except OSError:
-        d.rmdir()
-        raise
-    return CgroupLimits([d], 2)
+    return {"": base}
 
 
-def _make_v1(memory_bytes: int, pids_max: int) -> CgroupLimits:
-    made: list[Path] = []
+def _parents_v1() -> dict[str, Path]:
+    parents = {}
+    for ctrl in ("pids", "memory"):
+        parent = CGROUP_FS / ctrl / _own_path(ctrl).lstrip("/")
+        if not parent.is_dir():
+            raise OSError(f"{parent}: not mounted")
+        parents[ctrl] = parent
+    return parents
+
+
+def cgroup_factory(memory_bytes: int, pids_max: int) -> CgroupFactory | None:
+    """A factory of per-command cgroups, or None (with a logged reason) where none can be made."""
+    version = 2 if (CGROUP_FS / "cgroup.controllers").exists() else 1
     try:
-        for ctrl in ("pids", "memory"):
-            parent = CGROUP_FS / ctrl / _own_path(ctrl).lstrip("/")
-            if not parent.is_dir():
-                raise OSError(f"{parent}: not mounted")
+        parents = _parents_v2() if version == 2 else _parents_v1()
+        for parent in parents.values():
             _sweep_stale(parent)
-            d = parent / _name()
-            d.mkdir()
-            made.append(d)
-            if ctrl == "pids":
-                (d / "pids.max").write_text(str(pids_max))
-            else:
-                (d / "memory.limit_in_bytes").write_text(str(memory_bytes))
-                with contextlib.suppress(OSError):  # absent without swap accounting
-                    (d / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
-    except OSError:
-        for d in made:
-            with contextlib.suppress(OSError):
-                d.rmdir()
-        raise
-    return CgroupLimits(made, 1)
-
-
-def make_limits(memory_bytes: int, pids_max: int) -> CgroupLimits | None:
-    """A fresh cgroup with the limits, or None (with a logged reason) where none can be made."""
-    errors = []
-    for make in [_make_v2] if (CGROUP_FS / "cgroup.controllers").exists() else [_make_v1]:
-        try:
-            return make(memory_bytes, pids_max)
-        except OSError as e:
-            errors.append(f"{make.__name__[-2:]}: {e}")
-    log.warning(
-        "no usable cgroup (%s): memory is capped by RLIMIT_AS and processes only by the command timeout",
-        "; ".join(errors),
-    )
-    return None
+        factory = CgroupFactory(parents, version, memory_bytes, pids_max)
+        factory.new().remove()  # probe: permissions, limits files
+        return factory
+    except OSError as e:
+        log.warning(
+            "no usable cgroup (v%d: %s): memory is capped by RLIMIT_AS and processes only by the "
+            "command timeout", version, e,
+        )
+        return None

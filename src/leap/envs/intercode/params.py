@@ -37,8 +37,8 @@ class IntercodeParams(BaseModel):
     debian_suite: str = Field(default="bookworm", description="used by `build-root` only")
     command_timeout_s: float = Field(default=10.0, gt=0, description="per command (InterCode: 10 s)")
     max_output_bytes: int = Field(default=65536, ge=256, description="command output kept (the rest is cut)")
-    memory_limit_mb: int = Field(default=1024, ge=64, description="per episode (memory cgroup)")
-    pids_limit: int = Field(default=256, ge=16, description="processes + threads per episode (pids cgroup)")
+    memory_limit_mb: int = Field(default=1024, ge=64, description="per command (memory cgroup)")
+    pids_limit: int = Field(default=256, ge=16, description="processes + threads per command (pids cgroup)")
     file_size_limit_mb: int = Field(default=64, ge=1, description="RLIMIT_FSIZE: largest file written")
     scratch_mb: int = Field(default=256, ge=16, description="size of an episode's writable layer (a tmpfs)")
     score_every_step: bool = Field(

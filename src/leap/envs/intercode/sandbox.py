@@ -13,7 +13,7 @@ with the overlay as ``/`` and new ipc/pid/net/uts/cgroup namespaces, ``--die-wit
 few file-ownership capabilities Docker also grants (chown, dac_override, fowner, fsetid, setuid,
 setgid, kill: all confined to the sandbox's own file system and pid namespace). When the command's
 shell exits, its pid namespace is torn down, so background processes never outlive a command.
-Limits: a pids + memory cgroup (cgroups.py; RLIMIT_AS where no cgroup can be made), RLIMIT_FSIZE,
+Limits: a fresh pids + memory cgroup per command (cgroups.py; RLIMIT_AS where none can be made), RLIMIT_FSIZE,
 a wall-clock timeout that kills the whole process group (and the cgroup), and an output cap.
 
 The working directory persists across commands: the command runs as
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leap.envs.base import EnvError
-from leap.envs.intercode.cgroups import CgroupLimits, make_limits
+from leap.envs.intercode.cgroups import CgroupFactory, CgroupLimits, cgroup_factory
 from leap.envs.intercode.rootfs import FAMILY_ENV, FAMILY_SHELL, HOSTNAME, PATH_ENV, RootFS, require_host
 
 # Docker's default capabilities minus those that reach outside a file system / pid namespace
@@ -76,28 +76,27 @@ class CommandResult:
 
 
 class SandboxHost:
-    """Opens sandboxes; owns the cgroup their commands run in (one per environment instance)."""
+    """Opens sandboxes; makes the cgroup each of their commands runs in."""
 
     def __init__(self, root: RootFS, limits: Limits) -> None:
         require_host()
         root.check()
         self.root = root
         self.limits = limits
-        self.cgroup: CgroupLimits | None = make_limits(limits.memory_bytes, limits.pids_max)
+        self.cgroups: CgroupFactory | None = cgroup_factory(limits.memory_bytes, limits.pids_max)
         self._n = 0
 
     @property
     def mechanism(self) -> str:
-        return self.cgroup.mechanism if self.cgroup else "rlimits (no cgroup)"
+        return self.cgroups.mechanism if self.cgroups else "rlimits (no cgroup)"
 
     def open(self, family: int) -> Sandbox:
         self._n += 1
         return Sandbox(self, family, self.root.run_dir / f"{os.getpid()}-{id(self):x}-{self._n}")
 
     def close(self) -> None:
-        if self.cgroup is not None:
-            self.cgroup.remove()
-            self.cgroup = None
+        if self.cgroups is not None:
+            self.cgroups.close()
 
 
 class Sandbox:
@@ -157,8 +156,21 @@ class Sandbox:
         """Run ``command`` (in ``cwd``, default the episode's); update the episode's cwd if ``track_cwd``."""
         if self._closed:
             raise EnvError("sandbox is closed")
+        factory = self.host.cgroups
+        try:
+            cg = factory.new() if factory else None
+        except OSError as e:
+            raise EnvError(f"could not create the command's cgroup: {e}") from e
+        try:
+            return self._run(command, cg, cwd=cwd, track_cwd=track_cwd)
+        finally:
+            if cg is not None and factory is not None:
+                factory.discard(cg)  # kills anything left, then removes it
+
+    def _run(
+        self, command: str, cg: CgroupLimits | None, *, cwd: str | None, track_cwd: bool
+    ) -> CommandResult:
         lim = self.host.limits
-        cg = self.host.cgroup
         cwd_r, cwd_w = os.pipe()
         st_r, st_w = os.pipe()
         # bwrap reads its options from fd 5 (`--args`), so the sandbox's `ps` shows no host paths.
@@ -175,7 +187,6 @@ class Sandbox:
             "nsenter", f"--mount=/proc/{self._holder.pid}/ns/mnt", "--",
             "bwrap", "--args", "5", "--", *self._script(cwd or self.cwd, command),
         ]
-        oom_before = cg.oom_killed() if cg else 0
         t0 = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -191,8 +202,6 @@ class Sandbox:
         assert proc.stdout is not None
         out, status, cwd_txt, timed_out, truncated = self._collect(proc, cwd_r, st_r, t0, lim)
         exit_code = None if (timed_out or truncated) else proc.returncode
-        if cg is not None:
-            cg.kill_all()
         seconds = time.monotonic() - t0
         if "child-pid" not in status:
             if exit_code == 125:
@@ -203,7 +212,7 @@ class Sandbox:
         res = CommandResult(
             output=out.decode("utf-8", errors="replace"), exit_code=exit_code, cwd=self.cwd, seconds=seconds,
             timed_out=timed_out, truncated=truncated,
-            oom_killed=bool(cg and cg.oom_killed() > oom_before),
+            oom_killed=bool(cg and cg.oom_killed()),
         )
         lines = [ln for ln in cwd_txt.decode("utf-8", errors="replace").splitlines() if ln.strip()]
         new_cwd = lines[-1] if lines else ""
@@ -292,8 +301,6 @@ class Sandbox:
         if getattr(self, "_closed", True):
             return
         self._closed = True
-        if self.host.cgroup is not None:
-            self.host.cgroup.kill_all()
         self._kill_holder()
         for s in (self._holder.stdout, self._holder.stderr):
             if s:
