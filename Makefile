@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
-.PHONY: setup run smoke test test-slow lint ui bench clean-outputs intercode-root help
+.PHONY: setup run smoke test test-slow test-gpu lint ui bench clean-outputs intercode-root help
 
 help:
 	@echo "make setup     install everything into $(VENV) (CPU torch pinned)"
@@ -19,6 +19,7 @@ help:
 	@echo "make smoke     a few-minute end-to-end run (experiments/smoke.yaml) in .smoke/"
 	@echo "make test      the test suite (tiny models; < 15 min on 2 CPU cores)"
 	@echo "make test-slow the heavier tests (real SmolLM2, full sweeps)"
+	@echo "make test-gpu  QLoRA tests (need a CUDA GPU + bitsandbytes: pip install -e '.[gpu]')"
 	@echo "make ui        MLflow UI on http://127.0.0.1:5000"
 	@echo "make bench     benchmarks (batched vs one-at-a-time rollouts)"
 
@@ -48,6 +49,9 @@ test: setup
 
 test-slow: setup
 	$(BIN)/pytest -q -m slow
+
+test-gpu: setup
+	$(BIN)/pytest -q -m gpu -rs
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

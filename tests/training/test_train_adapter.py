@@ -47,8 +47,9 @@ def _train(method: str, **kw: object) -> TrainParams:
 
 def _logits(model: object, tok: object) -> torch.Tensor:
     enc = tok("<|im_start|>user\nTask: put the mug<|im_end|>\n", return_tensors="pt")  # type: ignore[operator]
+    dev = next(model.parameters()).device  # type: ignore[attr-defined]
     with torch.inference_mode():
-        return model(**enc).logits  # type: ignore[operator]
+        return model(**{k: v.to(dev) for k, v in enc.items()}).logits.float().cpu()  # type: ignore[operator]
 
 
 @pytest.fixture(scope="module")
