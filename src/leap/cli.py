@@ -103,6 +103,15 @@ def _run_stage(stage: str, iteration: int | None, fn: Any) -> Any:
         _fail(str(e))
 
 
+def _run_metrics_stage(stage: str, iteration: int, run_stage: Any) -> None:
+    """A stage whose ``run_stage(params)`` returns metrics for the pipeline run's learning curve."""
+    _run_stage(
+        stage,
+        iteration,
+        lambda params, run: run.log_metrics(run_stage(params), step=iteration, to_pipeline=True),
+    )
+
+
 # ---------------------------------------------------------------- stages
 
 
@@ -123,7 +132,7 @@ def demos() -> None:
     """Write behaviour-cloning demonstrations with the privileged oracle (iteration 0)."""
     from leap.stages import demos as stage
 
-    _run_stage("demos", 0, lambda params, run: run.log_metrics(stage.run(params), step=0, to_pipeline=True))
+    _run_metrics_stage("demos", 0, stage.run)
 
 
 @app.command()
@@ -131,11 +140,7 @@ def aggregate(iteration: IterOpt) -> None:
     """Build training set i: demonstrations (i=0) or training set i-1 plus corrections i."""
     from leap.stages import aggregate as stage
 
-    _run_stage(
-        "aggregate",
-        iteration,
-        lambda params, run: run.log_metrics(stage.run(params, iteration), step=iteration, to_pipeline=True),
-    )
+    _run_metrics_stage("aggregate", iteration, lambda params: stage.run(params, iteration))
 
 
 @app.command()
@@ -164,11 +169,7 @@ def rollout(iteration: IterOpt) -> None:
     """Roll out student i-1 on the training tasks."""
     from leap.stages import rollout as stage
 
-    _run_stage(
-        "rollout",
-        iteration,
-        lambda params, run: run.log_metrics(stage.run(params, iteration), step=iteration, to_pipeline=True),
-    )
+    _run_metrics_stage("rollout", iteration, lambda params: stage.run(params, iteration))
 
 
 @app.command()
