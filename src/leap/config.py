@@ -61,6 +61,9 @@ class StudentParams(Strict):
     max_new_tokens: int = Field(default=48, ge=1)
     temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy")
     history_window: int = Field(default=3, ge=0, description="past steps shown in the prompt")
+    earlier_actions: int = Field(
+        default=12, ge=0, description="actions alone of up to this many steps before the window, one line"
+    )
     max_observation_chars: int = Field(default=400, ge=32)
     show_admissible: bool = Field(default=False, description="list admissible actions in the prompt")
     batch_size: int = Field(default=8, ge=1, description="episodes generated together")

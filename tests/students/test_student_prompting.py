@@ -79,7 +79,7 @@ def test_privileged_text_never_rendered(show_admissible: bool, window: int) -> N
 
 
 def test_history_window_bounds_the_prompt() -> None:
-    params = StudentParams(history_window=3)
+    params = StudentParams(history_window=3, earlier_actions=0)
     short = _text(build_messages(_ctx(30), params))
     long = _text(build_messages(_ctx(300), params))
     # Same number of steps shown: only the digits of step numbers (and the omitted count) grow.
@@ -90,8 +90,21 @@ def test_history_window_bounds_the_prompt() -> None:
     assert "Step 300" in long and "Step 297" not in long
 
 
+def test_earlier_actions_list_where_the_agent_has_been() -> None:
+    text = _text(build_messages(_ctx(10), StudentParams(history_window=2, earlier_actions=5)))
+    # steps 0-7 left the window; the actions of the last 5 of them stay, oldest first
+    shelves = "; ".join(f"go to shelf {i}" for i in range(3, 8))
+    assert f"Earlier actions: {shelves}\n" in text
+    assert "go to shelf 2" not in text and "reason number 7" not in text
+    few = _text(build_messages(_ctx(4), StudentParams(history_window=2, earlier_actions=5)))
+    assert "Earlier actions: go to shelf 0; go to shelf 1\n" in few
+    assert "Earlier actions" not in _text(build_messages(_ctx(2), StudentParams(history_window=2)))
+    long = _text(build_messages(_ctx(300), StudentParams(history_window=2, earlier_actions=5)))
+    assert len(long) - len(text) < 40  # still bounded
+
+
 def test_history_window_zero_shows_no_history() -> None:
-    text = _text(build_messages(_ctx(5), StudentParams(history_window=0)))
+    text = _text(build_messages(_ctx(5), StudentParams(history_window=0, earlier_actions=0)))
     assert "go to shelf" not in text and "reason number" not in text
 
 

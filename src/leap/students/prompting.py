@@ -116,12 +116,17 @@ def user_prompt(
     # The first observation describes the scene (e.g. every receptacle in the room): keep it
     # even when it has left the window, so the student still knows where it could look.
     start = truncate(history[0].observation, lim) if first > 0 else ""
+    # Steps that left the window still say where the agent has been (ALFWorld: which receptacles
+    # it already searched); the actions alone are short enough to keep many.
+    k = min(first, params.earlier_actions)
+    earlier = [s.action.strip() for s in history[first - k : first]] if k else []
     return render(
         "student.j2",
         instruction=task.instruction.strip(),
         start=start,
         history=items,
         omitted=first,
+        earlier_actions=earlier,
         observation=truncate(observation, lim),
         admissible=admissible,
     )
