@@ -147,3 +147,12 @@ def test_micro_batching_keeps_the_effective_batch() -> None:
     assert micro_batching("kto", 8, 1, cuda=False) == (2, 4)  # KTO's KL estimate needs two rows
     assert micro_batching("sft", 8, 1, cuda=True) == (8, 1)
     assert micro_batching("kto", 1, 1, cuda=True) == (2, 1)
+
+
+def test_progress_bar_shows_the_loss_without_printing_log_dicts(
+    student: StudentParams, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    m = train_adapter(EXAMPLES, student, _train("sft"), tmp_path / "adapter", progress=True)
+    out, err = capsys.readouterr()
+    assert f"loss={m['loss_history'][-1][1]:.4g}" in err
+    assert "{'loss'" not in out + err and "train_runtime" not in out + err

@@ -115,6 +115,20 @@ def _dataset(method: str, examples: list[TrainExample], seed: int) -> Any:
     return kto_dataset(examples, seed)
 
 
+def _loss_in_bar() -> Any:
+    from transformers.trainer_callback import ProgressCallback
+
+    class LossInBar(ProgressCallback):
+        """The training bar shows the latest loss instead of printing every log dict on a line
+        (the full history still goes to MLflow and the stage's metrics file)."""
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
+            if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
+                self.training_bar.set_postfix(loss=f"{float(logs['loss']):.4g}", refresh=False)
+
+    return LossInBar
+
+
 def build_trainer(
     examples: list[TrainExample],
     student: StudentParams,
@@ -126,7 +140,7 @@ def build_trainer(
 ) -> Any:
     """A ready TRL trainer (dataset tokenised, LoRA attached) for ``train.method``."""
     from peft import PeftModel
-    from transformers import PrinterCallback, set_seed
+    from transformers import PrinterCallback, ProgressCallback, set_seed
     from trl import DPOTrainer, KTOTrainer, SFTTrainer
 
     method = train.method
@@ -159,7 +173,10 @@ def build_trainer(
         trainer = cls(
             model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
         )
-    if not progress:
+    if progress:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_loss_in_bar())
+    else:
         trainer.remove_callback(PrinterCallback)
     if len(trainer.train_dataset) == 0:
         raise TrainingDataError(
