@@ -186,16 +186,29 @@ class CgroupFactory:
         self._leftover = [cg for cg in self._leftover if not cg.remove()]
 
 
-def _parents_v2() -> dict[str, Path]:
-    base = CGROUP_FS / _own_path(None).lstrip("/")
+def _enable_v2(base: Path) -> None:
     controllers = set((base / "cgroup.controllers").read_text().split())
     if not {"pids", "memory"} <= controllers:
         raise OSError(f"{base}: pids/memory controllers not available (have: {sorted(controllers)})")
     enabled = set((base / "cgroup.subtree_control").read_text().split())
     if not {"pids", "memory"} <= enabled:
-        # Fails with EBUSY when our own cgroup holds processes (the "no internal processes" rule).
+        # EBUSY where the cgroup holds processes (v2's "no internal processes" rule).
         (base / "cgroup.subtree_control").write_text("+pids +memory")
-    return {"": base}
+
+
+def _parents_v2() -> dict[str, Path]:
+    """Our own cgroup where it can hand pids + memory to children; else the root cgroup, which
+    the no-internal-processes rule exempts (our own usually holds processes, or was not given
+    the pids controller: seen on a Firecracker VM, whose service cgroup had only memory)."""
+    own = CGROUP_FS / _own_path(None).lstrip("/")
+    errors = []
+    for base in dict.fromkeys([own, CGROUP_FS]):
+        try:
+            _enable_v2(base)
+            return {"": base}
+        except OSError as e:
+            errors.append(f"{base}: {e}")
+    raise OSError("; ".join(errors))
 
 
 def _parents_v1() -> dict[str, Path]:
