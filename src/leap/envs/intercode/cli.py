@@ -103,6 +103,7 @@ def exec_cmd(
     except EnvError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
+    typer.echo(f"[process and memory limits: {host.mechanism}]", err=True)
     try:
         with host.open(family) as sb:
             for c in commands:
