@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
-.PHONY: setup run smoke test test-slow test-gpu lint ui bench clean-outputs intercode-root help
+.PHONY: setup run smoke test test-slow test-gpu lint ui bench bench-intercode clean-outputs intercode-root help
 
 help:
 	@echo "make setup     install everything into $(VENV) (CPU torch pinned)"
@@ -22,6 +22,7 @@ help:
 	@echo "make test-gpu  QLoRA tests (need a CUDA GPU + bitsandbytes: pip install -e '.[gpu]')"
 	@echo "make ui        MLflow UI on http://127.0.0.1:5000"
 	@echo "make bench     benchmarks (batched vs one-at-a-time rollouts)"
+	@echo "make bench-intercode  sandbox cost: a command vs host bash, a scored episode (root + bwrap)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -61,6 +62,9 @@ ui: setup
 
 bench: setup
 	$(BIN)/python benchmarks/rollout_batching.py
+
+bench-intercode: setup
+	$(BIN)/python benchmarks/intercode_sandbox.py
 
 intercode-root: setup
 	$(BIN)/leap intercode build-root
