@@ -62,7 +62,7 @@ class StudentParams(Strict):
     temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy")
     history_window: int = Field(default=3, ge=0, description="past steps shown in the prompt")
     earlier_actions: int = Field(
-        default=12, ge=0, description="actions alone of up to this many steps before the window, one line"
+        default=0, ge=0, description="actions alone of up to this many steps before the window, one line"
     )
     max_observation_chars: int = Field(default=400, ge=32)
     show_admissible: bool = Field(default=False, description="list admissible actions in the prompt")
