@@ -461,35 +461,11 @@ def exp_run(
 
 def _exp_overrides(experiment: Path) -> list[str]:
     """Validate params.yaml + the experiment, then express the experiment as DVC -S overrides."""
-    from leap.config import _read_yaml, flatten
+    from leap.experiment_overrides import dvc_overrides
 
     _state["experiment"] = experiment
     _params()  # fails early with file/line messages
-    _, raw = _read_yaml(experiment)
-    raw.pop("description", None)
-    args = []
-    for k, v in flatten(_nest_iterations(raw)).items():
-        args += ["-S", f"{k}={_hydra(v)}"]
-    return args
-
-
-def _nest_iterations(raw: dict[str, Any]) -> dict[str, Any]:
-    # loop.iterations is replaced whole: pass it as one Hydra dict value, not merged keys.
-    raw = json.loads(json.dumps(raw))
-    loop = raw.get("loop")
-    if isinstance(loop, dict) and isinstance(loop.get("iterations"), dict):
-        loop["iterations"] = "{" + ",".join(f"'{k}':{v}" for k, v in loop["iterations"].items()) + "}"
-    return raw
-
-
-def _hydra(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "null"
-    if isinstance(v, str) and v.startswith("["):
-        return v  # flatten() JSON-encodes lists; Hydra reads JSON lists
-    return str(v)
+    return [a for o in dvc_overrides(_state["params"], experiment) for a in ("-S", o)]
 
 
 def _mount_optional() -> None:
