@@ -17,7 +17,6 @@ from typing import Any
 
 from leap.config import _read_yaml
 
-
 # Strings Hydra reads back as the same string when unquoted; anything else is quoted.
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_\-./]*")
 _KEYWORDS = {"true", "false", "null", "nan", "inf"}

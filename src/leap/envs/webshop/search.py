@@ -11,6 +11,7 @@ are hits (as in Lucene); ties keep catalogue order.
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import lru_cache
 
@@ -62,6 +63,8 @@ class SearchEngine:
     def __init__(self, catalogue: Catalogue) -> None:
         import bm25s
 
+        # bm25s sets its logger to DEBUG on import: let it follow the application's level again.
+        logging.getLogger("bm25s").setLevel(logging.NOTSET)
         self.asins = [p.asin for p in catalogue.products]
         corpus = [analyze(document_text(p)) for p in catalogue.products]
         self.vocab = {tok for doc in corpus for tok in doc}
