@@ -322,14 +322,14 @@ def _check_iteration_keys(path: Path, text: str, raw: dict[str, Any]) -> None:
         )
 
 
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}; lists are kept as JSON strings."""
+def flatten(d: dict[str, Any], prefix: str = "", *, lists_as_json: bool = True) -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists become JSON strings (MLflow params) unless not asked."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        elif isinstance(v, list):
+            out.update(flatten(v, key + ".", lists_as_json=lists_as_json))
+        elif isinstance(v, list) and lists_as_json:
             out[key] = json.dumps(v)
         else:
             out[key] = v

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from leap.config import _read_yaml
+from leap.config import _read_yaml, flatten
 
 # Strings Hydra reads back as the same string when unquoted; anything else is quoted.
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_\-./]*")
@@ -34,13 +34,6 @@ def _value(v: Any) -> str:
     if isinstance(v, list):
         return "[" + ", ".join(_value(x) for x in v) + "]"
     return str(v)
-
-
-def _leaves(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for k, v in d.items():
-        out += _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
-    return out
 
 
 def _has(d: dict[str, Any], dotted: str) -> bool:
@@ -69,7 +62,8 @@ def dvc_overrides(params_path: Path, experiment_path: Path) -> list[str]:
     loop = raw.get("loop")
     new_iterations = loop.pop("iterations", None) if isinstance(loop, dict) else None
     # A key params.yaml lacks (under a null or absent section) must be added with "+".
-    out = [f"{'' if _has(base, key) else '+'}{key}={_value(v)}" for key, v in _leaves(raw)]
+    flat = flatten(raw, lists_as_json=False)
+    out = [f"{'' if _has(base, key) else '+'}{key}={_value(v)}" for key, v in flat.items()]
     if new_iterations is not None:
         base_iterations = (base.get("loop") or {}).get("iterations") or {}
         out += _iteration_overrides(dict(base_iterations), dict(new_iterations))
