@@ -26,7 +26,7 @@ from leap.teachers.base import StepContext
 
 
 @pytest.fixture(scope="session")
-def intercode_root() -> RootFS:
+def sandbox_tools() -> None:
     missing = [t for t in (*REQUIRED_TOOLS, "debootstrap") if shutil.which(t) is None]
     why = "not root" if os.geteuid() != 0 else (f"missing {missing}" if missing else "")
     if why:
@@ -34,6 +34,10 @@ def intercode_root() -> RootFS:
         if os.environ.get("LEAP_REQUIRE_SANDBOX") == "1":
             pytest.fail(msg)
         pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def intercode_root(sandbox_tools: None) -> RootFS:
     root = RootFS(default_root())
     try:
         root.check()
@@ -285,7 +289,8 @@ def test_horizon_truncates_with_score_and_invalid_actions(env: InterCodeEnv):
     assert term and not info["valid_action"]
 
 
-def test_missing_root_raises_env_error(tmp_path: Path):
+def test_missing_root_raises_env_error(tmp_path: Path, sandbox_tools: None):
+    # Without bwrap the env fails earlier, on the missing tool (its own message).
     e = InterCodeEnv(IntercodeParams(root_dir=str(tmp_path / "none")))
     with pytest.raises(EnvError, match="build-root"):
         e.reset(_task(1, 0))
