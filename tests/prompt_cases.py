@@ -17,9 +17,9 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from leap.agent import StepContext
 from leap.config import StudentParams
 from leap.records import Message, PrivilegedState, Step, StepLabel, Task
-from leap.teachers.base import StepContext
 
 PINNED = Path(__file__).parent / "fixtures" / "prompts_pinned.json"
 ENVS = ("alfworld", "webshop", "intercode", "toy", "some_new_env")

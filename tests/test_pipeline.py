@@ -116,11 +116,11 @@ def test_rerunning_a_stage_reproduces_its_output(toy_run: Path, monkeypatch: pyt
 
 
 def test_correct_retries_failed_items_but_not_finished_ones(tmp_path: Path) -> None:
+    from leap.agent import StepContext, TeacherError
     from leap.envs.toy import ToyTasks
     from leap.io import JsonlAppender
     from leap.records import StepLabel
     from leap.stages.correct import correct_all
-    from leap.teachers.base import StepContext, TeacherError
     from leap.teachers.oracle import OracleTeacher
 
     task = ToyTasks(0).tasks("train")[0]

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from leap.agent import PolicyOutput, StepContext, TeacherPolicy
 from leap.envs.toy import ToyEnv, ToyTasks
 from leap.io import JsonlAppender
 from leap.records import Trajectory
 from leap.rollout import PARSE_FAILURE_OBS, run_episodes
-from leap.teachers.base import PolicyOutput, StepContext, TeacherPolicy
 from leap.teachers.oracle import OracleTeacher
 
 SRC = ToyTasks(seed=0)

@@ -315,10 +315,10 @@ def play(
     oracle: Annotated[int | None, typer.Option(help="let the oracle play at this privilege level")] = None,
 ) -> None:
     """Play a task by hand (type actions; `quit` to stop), or watch the oracle play it."""
+    from leap.agent import StepContext
     from leap.envs.base import make_env
     from leap.records import Step, StepLabel
     from leap.stages.common import load_privileged, load_tasks
-    from leap.teachers.base import StepContext
     from leap.teachers.oracle import OracleTeacher
 
     params = _params()
@@ -469,21 +469,17 @@ def _exp_overrides(experiment: Path) -> list[str]:
 
 
 def _mount_optional() -> None:
-    """Sub-commands contributed by environments and teachers."""
-    try:
-        from leap.envs.alfworld.cli import app as alfworld_app
+    """Sub-commands contributed by environments (their registration's ``cli``) and teachers."""
+    from leap.envs.base import registered, spec
 
-        app.add_typer(alfworld_app, name="alfworld", help="ALFWorld games: generate, check.")
-    except ImportError:
-        pass
-    try:
-        from leap.envs.intercode.cli import app as intercode_app
-
-        app.add_typer(
-            intercode_app, name="intercode", help="InterCode Bash: build the sandbox root, check gold."
-        )
-    except ImportError:
-        pass
+    for name in registered():
+        env = spec(name)
+        if env.cli is None:
+            continue
+        try:
+            app.add_typer(env.cli_app(), name=name, help=env.cli_help)
+        except ImportError as e:  # an optional engine missing: the rest of the CLI still works
+            log.debug("no `leap %s` commands: %s", name, e)
     try:
         from leap.teachers.serve import serve
 

@@ -10,16 +10,13 @@ import copy
 import hashlib
 import json
 import os
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from leap.envs.alfworld.params import AlfworldParams
-from leap.envs.intercode.params import IntercodeParams
-from leap.envs.toy.params import ToyParams
-from leap.envs.webshop.params import WebshopParams
+from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -29,17 +26,80 @@ class Strict(BaseModel):
 
 
 class EnvParams(Strict):
-    name: Literal["alfworld", "intercode", "webshop", "toy"] = "alfworld"
+    """The `env` section: what every environment shares, plus one section per environment
+    (``env.<name>``), validated by the params model of ``<name>``'s registration."""
+
+    # Environment sections are extra keys; anything else is refused by the validator below.
+    model_config = ConfigDict(extra="allow", validate_default=True)
+
+    name: str = Field(default="alfworld", description="a registered environment (leap.envs.registered())")
     horizon: int = Field(default=30, ge=1, description="maximum actions per episode")
     eval_splits: list[str] = Field(
         default_factory=lambda: ["valid", "test", "test_ood"],
         description="splits the evaluate stage reports; `valid` selects the best iteration",
     )
-    num_workers: int = Field(default=1, ge=1, description="environment processes used by rollouts")
-    alfworld: AlfworldParams = Field(default_factory=AlfworldParams)
-    intercode: IntercodeParams = Field(default_factory=IntercodeParams)
-    webshop: WebshopParams = Field(default_factory=WebshopParams)
-    toy: ToyParams = Field(default_factory=ToyParams)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _env_sections(cls, data: Any, handler: Any) -> EnvParams:
+        if not isinstance(data, dict):
+            return handler(data)
+        from leap.envs.base import EnvError, spec
+
+        errors: list[InitErrorDetails] = []
+        sections: dict[str, BaseModel] = {}
+        for key, raw in data.items():
+            if key in cls.model_fields:
+                continue
+            try:
+                model = spec(key).params_model()
+            except EnvError:
+                errors.append(
+                    _error("unknown_env_section", f"no registered environment '{key}'", (key,), raw)
+                )
+                continue
+            try:
+                sections[key] = model.model_validate({} if raw is None else raw)
+            except ValidationError as e:
+                errors += [_relocated(err, (key,)) for err in e.errors()]
+        name = data.get("name", cls.model_fields["name"].default)
+        if isinstance(name, str) and name not in sections:
+            try:
+                sections[name] = spec(name).params_model()()
+            except EnvError as e:
+                errors.insert(0, _error("unknown_env", str(e), ("name",), name))
+        model_obj = None
+        try:
+            model_obj = handler({k: v for k, v in data.items() if k in cls.model_fields})
+        except ValidationError as e:
+            errors = [_relocated(err, ()) for err in e.errors()] + errors
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        for key, section in sections.items():
+            setattr(model_obj, key, section)
+        return model_obj  # type: ignore[return-value]
+
+    def section(self, name: str) -> BaseModel:
+        """The ``env.<name>`` section (the selected environment always has one)."""
+        return (self.__pydantic_extra__ or {})[name]
+
+
+_PYDANTIC_TYPES = frozenset(typing.get_args(core_schema.ErrorType))
+
+
+def _error(kind: str, msg: str, loc: tuple[Any, ...], value: Any) -> InitErrorDetails:
+    return InitErrorDetails(type=PydanticCustomError(kind, msg), loc=loc, input=value)
+
+
+def _relocated(err: Any, prefix: tuple[Any, ...]) -> InitErrorDetails:
+    """A pydantic error of a nested validation, re-raised at ``prefix + loc``."""
+    kind = err["type"]
+    if kind not in _PYDANTIC_TYPES:  # custom errors keep their message
+        kind = PydanticCustomError(kind, err["msg"])
+    details = InitErrorDetails(type=kind, loc=(*prefix, *err["loc"]), input=err.get("input"))
+    if "ctx" in err:
+        details["ctx"] = err["ctx"]
+    return details
 
 
 class LoraParams(Strict):

@@ -94,6 +94,16 @@ class Trajectory(Record):
             data = {k: v for k, v in data.items() if k not in _TRAJ_DERIVED}
         return data
 
+    def task(self) -> Task:
+        """The task this trajectory played, as far as records keep it (no ``spec``)."""
+        return Task(
+            task_id=self.task_id,
+            env=self.env,
+            split=self.split,
+            category=self.category,
+            instruction=self.instruction,
+        )
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def num_actions(self) -> int:
@@ -132,6 +142,16 @@ class Correction(Record):
     leaked: bool = False
     leak_terms: list[str] = Field(default_factory=list)
     error: str | None = None
+
+    def task(self) -> Task:
+        """The corrected task (corrections are made on training rollouts; no ``spec``)."""
+        return Task(
+            task_id=self.task_id,
+            env=self.env,
+            split="train",
+            category=self.category,
+            instruction=self.instruction,
+        )
 
 
 class Message(BaseModel):

@@ -15,10 +15,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from leap.agent import Policy, PolicyOutput, StepContext
 from leap.envs.base import Environment
 from leap.io import JsonlAppender
 from leap.records import PrivilegedState, Step, Task, Trajectory
-from leap.teachers.base import Policy, PolicyOutput, StepContext
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ import pytest
 
 pytest.importorskip("alfworld")
 
+from leap.agent import StepContext
 from leap.envs.alfworld.belief import parse_goal
 from leap.envs.alfworld.engine import read_game
 from leap.envs.alfworld.env import AlfworldEnv
@@ -14,7 +15,6 @@ from leap.envs.alfworld.params import TASK_TYPES, AlfworldParams
 from leap.envs.alfworld.play import play_oracle
 from leap.envs.alfworld.tasks import AlfworldTasks
 from leap.records import PrivilegedState, Step
-from leap.teachers.base import StepContext
 from leap.teachers.oracle import OracleTeacher
 
 SMALL = dict(n_train=6, n_valid=1, n_test=1, n_test_ood=2)  # same games as test_alfworld_generate

@@ -6,13 +6,13 @@ import math
 
 import pytest
 
+from leap.agent import StepContext
 from leap.envs.base import EnvError
 from leap.envs.intercode.oracle import generic_command, oracle, programs
 from leap.envs.intercode.params import IntercodeParams
 from leap.envs.intercode.scoring import SideState, parse_status, score, tfidf_similarity
 from leap.envs.intercode.tasks import IntercodeTaskSource, load_records, record
 from leap.records import Step
-from leap.teachers.base import StepContext
 
 # ---------------------------------------------------------------- tasks and splits
 
@@ -61,10 +61,9 @@ def test_task_and_privileged_state():
 
 
 def test_registered_with_oracle():
-    from leap.envs import make_task_source, registered
-    from leap.teachers.oracle import _ORACLES
+    from leap.envs import make_task_source, registered, spec
 
-    assert "intercode" in registered() and "intercode" in _ORACLES
+    assert "intercode" in registered() and spec("intercode").oracle is not None
     from leap.config import EnvParams
 
     src = make_task_source("intercode", EnvParams(name="intercode"), 0)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from leap.agent import StepContext
 from leap.envs.base import EnvError
 from leap.envs.intercode.env import TIMEOUT_TEXT, InterCodeEnv
 from leap.envs.intercode.oracle import oracle
@@ -22,7 +23,6 @@ from leap.envs.intercode.params import IntercodeParams
 from leap.envs.intercode.rootfs import REQUIRED_TOOLS, RootFS, build_root, default_root
 from leap.envs.intercode.tasks import IntercodeTaskSource, load_records, make_task
 from leap.records import Step, Task
-from leap.teachers.base import StepContext
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from leap.agent import PolicyOutput, StepContext, TeacherPolicy
 from leap.config import EnvParams
 from leap.envs.base import make_env, make_task_source
 from leap.envs.webshop.catalogue import SAMPLE_DIR
@@ -19,7 +20,6 @@ from leap.envs.webshop.tasks import WebshopTaskSource
 from leap.envs.webshop.view import parse_view
 from leap.records import Step, Task, Trajectory
 from leap.rollout import run_episodes
-from leap.teachers.base import PolicyOutput, StepContext, TeacherPolicy
 from leap.teachers.oracle import OracleTeacher
 
 HORIZON = 10

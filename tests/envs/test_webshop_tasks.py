@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 
 from leap.config import EnvParams, load_params
-from leap.envs.base import EnvError, make_task_source, registered
+from leap.envs.base import EnvError, make_task_source, registered, spec
 from leap.envs.webshop.catalogue import SAMPLE_DIR, load_catalogue, parse_options, parse_pricing
 from leap.envs.webshop.goals import PRICE_RANGE, Goal
 from leap.envs.webshop.params import WebshopParams
 from leap.envs.webshop.tasks import WebshopTaskSource
-from leap.teachers.oracle import _ORACLES
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = json.loads((SAMPLE_DIR / "items_shuffle_sample.json").read_text())
@@ -187,7 +186,7 @@ def test_data_errors_are_clear(tmp_path: Path) -> None:
 
 
 def test_registered_with_oracle_and_experiment_validates() -> None:
-    assert "webshop" in registered() and "webshop" in _ORACLES
+    assert "webshop" in registered() and spec("webshop").oracle is not None
     params = load_params(REPO / "params.yaml", REPO / "experiments" / "webshop.yaml")
     assert params.env.name == "webshop" and params.env.eval_splits == ["valid", "test"]
     assert params.tracking.experiment == "leap-webshop" and params.loop.iterations == {1: 0}

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from leap.agent import Policy, PolicyOutput, StepContext
 from leap.config import StudentParams
 from leap.records import Task
 from leap.students import models
 from leap.students.generation import ActionLineStop, Generator
 from leap.students.models import StudentLoadError, load_student, resolve_dtype, resolve_model
 from leap.students.policy import StudentPolicy
-from leap.teachers.base import Policy, PolicyOutput, StepContext
 
 
 @pytest.fixture(scope="module")

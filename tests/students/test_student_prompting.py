@@ -5,18 +5,17 @@ from __future__ import annotations
 import jinja2
 import pytest
 
+from leap import prompts
+from leap.agent import StepContext
 from leap.config import StudentParams
 from leap.records import PrivilegedState, Step, StepLabel, Task
 from leap.students.prompting import (
     TaskView,
     build_messages,
     format_completion,
-    jinja_env,
     parse_completion,
     repair_action,
-    template_for,
 )
-from leap.teachers.base import StepContext
 
 SENTINEL = "ZZ_PRIVILEGED_SENTINEL_42"
 
@@ -126,14 +125,14 @@ def test_admissible_only_when_asked() -> None:
 
 
 def test_unknown_env_uses_default_system_template() -> None:
-    assert template_for("no_such_env", "student_system.j2") == "default/student_system.j2"
+    assert prompts.for_env("no_such_env", "student_system.j2", "default/x.j2") == "default/x.j2"
     ctx = _ctx()
     ctx.task = _task(env="no_such_env")
     assert "no_such_env" in build_messages(ctx, StudentParams())[0].content
 
 
 def test_templates_see_no_task_spec() -> None:
-    tpl = jinja_env().from_string("{{ task.spec }}")
+    tpl = prompts.jinja_env().from_string("{{ task.spec }}")
     with pytest.raises(jinja2.UndefinedError):
         tpl.render(task=TaskView.of(_task()))
 

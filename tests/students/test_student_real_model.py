@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from leap.agent import StepContext
 from leap.config import StudentParams
 from leap.records import Task
 from leap.students.models import load_student
 from leap.students.policy import StudentPolicy
-from leap.teachers.base import StepContext
 
 
 @pytest.mark.slow

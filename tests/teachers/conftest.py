@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from teacher_fakes import FakeOpenAI, alfworld_ctx
 
-from leap.teachers.base import StepContext
+from leap.agent import StepContext
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from leap.agent import StepContext
 from leap.records import PrivilegedState, Step, Task
-from leap.teachers.base import StepContext
 
 
 @dataclass

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from teacher_fakes import FakeOpenAI, Reply, alfworld_ctx
 
+from leap.agent import TeacherError
 from leap.config import Params, load_params
 from leap.records import Step, StepLabel, Trajectory
 from leap.teachers.annotate import annotate_reasons
-from leap.teachers.base import TeacherError
 from leap.teachers.chat import ReActPolicy
 from leap.teachers.factory import build_react_policy, build_teacher
 from leap.teachers.llm import OpenAITeacher

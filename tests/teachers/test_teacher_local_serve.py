@@ -15,9 +15,9 @@ import openai
 import pytest
 from teacher_fakes import alfworld_ctx
 
+from leap.agent import TeacherError
 from leap.config import LocalTeacherParams, OpenAITeacherParams
 from leap.records import StepLabel
-from leap.teachers.base import TeacherError
 from leap.teachers.chat import BackendError, ChatResult
 from leap.teachers.llm import OpenAITeacher
 from leap.teachers.local import LocalChat, LocalTeacher

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from teacher_fakes import FakeOpenAI, Reply, alfworld_ctx
 
+from leap.agent import TeacherError
 from leap.config import OpenAITeacherParams
 from leap.records import StepLabel
-from leap.teachers.base import TeacherError
 from leap.teachers.llm import OpenAITeacher, TeacherConfigError
 
 KEY_ENV = "LEAP_TEST_TEACHER_KEY"

@@ -6,12 +6,12 @@ import pytest
 from jinja2 import UndefinedError
 from teacher_fakes import alfworld_ctx, intercode_ctx, webshop_ctx
 
+from leap import prompts
+from leap.agent import StepContext, contexts_from_trajectory
 from leap.records import Correction, StepLabel, Task
-from leap.teachers.base import StepContext
-from leap.teachers.leak import contexts_from_trajectory, find_leaks, leak_rates, measure_leak_rates
+from leap.teachers.leak import find_leaks, leak_rates, measure_leak_rates
 from leap.teachers.prompting import (
     PromptOptions,
-    _jinja,
     annotation_messages,
     correction_messages,
 )
@@ -118,7 +118,7 @@ def test_annotation_prompt() -> None:
 
 def test_templates_are_strict() -> None:
     with pytest.raises(UndefinedError):
-        _jinja().get_template("teacher/correct.j2").render(part="user")
+        prompts.get_template("teacher/correct.j2").render(part="user")
 
 
 # ---------------------------------------------------------------- leaks

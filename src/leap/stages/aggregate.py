@@ -10,18 +10,12 @@ from __future__ import annotations
 import logging
 
 from leap import paths
+from leap.agent import StepContext
 from leap.config import Params
 from leap.io import read_jsonl, write_jsonl
-from leap.records import Correction, Message, StepLabel, Task, TrainExample, Trajectory
-from leap.teachers.base import StepContext
+from leap.records import Correction, Message, StepLabel, TrainExample, Trajectory
 
 log = logging.getLogger(__name__)
-
-
-def _task_of(rec: Trajectory | Correction, split: str = "train") -> Task:
-    return Task(
-        task_id=rec.task_id, env=rec.env, split=split, category=rec.category, instruction=rec.instruction
-    )
 
 
 def _assistant(label: StepLabel) -> list[Message]:
@@ -35,7 +29,7 @@ def examples_from_demos(trajs: list[Trajectory], params: Params) -> list[TrainEx
 
     out = []
     for traj in trajs:
-        task = _task_of(traj, traj.split)
+        task = traj.task()
         for t, step in enumerate(traj.steps):
             ctx = StepContext(task, traj.steps[:t], step.observation, step.admissible_actions)
             out.append(
@@ -62,7 +56,7 @@ def examples_from_corrections(corrs: list[Correction], params: Params) -> tuple[
         if c.leaked and params.teacher.leak_filter == "drop":
             skipped_leak += 1
             continue
-        ctx = StepContext(_task_of(c), c.history, c.observation, c.admissible_actions)
+        ctx = StepContext(c.task(), c.history, c.observation, c.admissible_actions)
         same = c.teacher.action.strip() == c.student.action.strip() and c.teacher.reason == c.student.reason
         out.append(
             TrainExample(

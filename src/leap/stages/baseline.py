@@ -4,12 +4,12 @@ teacher as a ReAct agent), on the same evaluation splits as the student."""
 from __future__ import annotations
 
 from leap import paths
+from leap.agent import Policy, TeacherPolicy
 from leap.config import Params
 from leap.io import write_json, write_jsonl
 from leap.records import EvalResult, Trajectory
 from leap.stages.common import finish_journal, inputs_key
 from leap.stages.evaluate import evaluate_policy
-from leap.teachers.base import Policy, TeacherPolicy
 from leap.teachers.oracle import OracleTeacher
 
 

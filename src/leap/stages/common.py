@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from leap import paths
+from leap.agent import Policy
 from leap.config import Params
 from leap.envs.base import Environment, make_env
 from leap.io import JsonlAppender, read_jsonl
 from leap.records import PrivilegedState, Task, Trajectory
 from leap.rollout import run_episodes
-from leap.teachers.base import Policy
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ import logging
 from tqdm.auto import tqdm
 
 from leap import paths
+from leap.agent import StepContext, Teacher, TeacherError, contexts_from_trajectory
 from leap.config import Params
 from leap.io import JsonlAppender, read_jsonl, write_jsonl
-from leap.records import Correction, PrivilegedState, StepLabel, Task, Trajectory
+from leap.records import Correction, PrivilegedState, StepLabel, Trajectory
 from leap.stages.common import inputs_key, load_privileged
-from leap.teachers.base import StepContext, Teacher, TeacherError
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +38,10 @@ def plan_items(
     for traj in trajs:
         if params.loop.correct_failed_only and traj.success:
             continue
-        task = Task(
-            task_id=traj.task_id,
-            env=traj.env,
-            split=traj.split,
-            category=traj.category,
-            instruction=traj.instruction,
-        )
-        steps = traj.steps
+        ctxs = contexts_from_trajectory(traj, privileged.get(traj.task_id))
         if params.loop.max_corrections_per_trajectory is not None:
-            steps = steps[: params.loop.max_corrections_per_trajectory]
-        for t, step in enumerate(steps):
-            ctx = StepContext(
-                task=task,
-                history=traj.steps[:t],
-                observation=step.observation,
-                admissible_actions=step.admissible_actions,
-                privileged=step.privileged,
-                privileged_state=privileged.get(traj.task_id),
-            )
+            ctxs = ctxs[: params.loop.max_corrections_per_trajectory]
+        for t, (ctx, step) in enumerate(zip(ctxs, traj.steps, strict=False)):
             items.append((t, ctx, StepLabel(reason=step.reason, action=step.action)))
     return items
 

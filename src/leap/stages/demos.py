@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 
 from leap import paths
+from leap.agent import TeacherPolicy
 from leap.config import Params
 from leap.io import write_jsonl
 from leap.stages.common import finish_journal, inputs_key, load_privileged, load_tasks, run_with_journal
-from leap.teachers.base import TeacherPolicy
 from leap.teachers.oracle import OracleTeacher
 
 log = logging.getLogger(__name__)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from leap import paths
+from leap.agent import Policy
 from leap.config import Params
 from leap.io import write_json, write_jsonl
 from leap.metrics import summarize
 from leap.records import EvalResult, Trajectory
 from leap.stages.common import finish_journal, inputs_key, load_tasks, run_with_journal, student_policy
-from leap.teachers.base import Policy
 
 
 def evaluate_policy(

@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
+from leap.agent import StepContext
 from leap.config import StudentParams, TrainParams
 from leap.records import Message, Step, StepLabel, Task, TrainExample
 from leap.students.generation import GenerationStats, Generator
 from leap.students.models import load_base_model, load_student, load_tokenizer
 from leap.students.prompting import build_messages, format_completion
-from leap.teachers.base import StepContext
 
 _ROOM = (
     "You are in the middle of a room. Looking quickly around you, you see a cabinet 4, a cabinet 3, "

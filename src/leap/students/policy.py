@@ -1,14 +1,14 @@
-"""The student as a :class:`leap.teachers.base.Policy`: prompt, generate in batches, parse, repair."""
+"""The student as a :class:`leap.agent.Policy`: prompt, generate in batches, parse, repair."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from leap.agent import PolicyOutput, StepContext
 from leap.config import StudentParams
 from leap.students.generation import Generator
 from leap.students.prompting import build_messages, parse_completion, repair_action
-from leap.teachers.base import PolicyOutput, StepContext
 
 
 class StudentPolicy:

@@ -9,56 +9,18 @@ and actions, and (optionally) the admissible actions — never ``ctx.privileged`
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import jinja2
 from rapidfuzz import fuzz, process, utils
 
+from leap import prompts
+from leap.agent import StepContext
 from leap.config import StudentParams
 from leap.records import Message, Step, StepLabel, Task
-from leap.teachers.base import StepContext
 
 REPAIR_THRESHOLD = 80.0  # rapidfuzz ratio (0..100) an admissible action needs to replace an invalid one
-
-
-# ---------------------------------------------------------------- templates
-
-
-def _load_package_template(name: str) -> str | None:
-    ref = importlib.resources.files("leap") / "prompts"
-    for part in name.split("/"):
-        ref = ref / part
-    try:
-        return ref.read_text(encoding="utf-8")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return None
-
-
-@functools.lru_cache(maxsize=1)
-def jinja_env() -> jinja2.Environment:
-    """Templates under ``leap/prompts`` (read through importlib.resources); undefined names raise."""
-    return jinja2.Environment(
-        loader=jinja2.FunctionLoader(_load_package_template),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=False,
-        autoescape=False,
-    )
-
-
-def render(name: str, **variables: object) -> str:
-    return jinja_env().get_template(name).render(**variables).strip()
-
-
-def template_for(env: str, name: str) -> str:
-    """``<env>/<name>`` when the environment has one, else ``default/<name>``."""
-    candidate = f"{env}/{name}"
-    return candidate if _load_package_template(candidate) is not None else f"default/{name}"
 
 
 @dataclass(frozen=True)
@@ -94,7 +56,8 @@ class _HistoryItem:
 
 def system_prompt(task: Task) -> str:
     view = TaskView.of(task)
-    return render(template_for(task.env, "student_system.j2"), task=view) + "\n\n" + render("format.j2")
+    system = prompts.for_env(task.env, "student_system.j2", "default/student_system.j2")
+    return prompts.render(system, task=view) + "\n\n" + prompts.render("format.j2")
 
 
 def user_prompt(
@@ -120,7 +83,7 @@ def user_prompt(
     # it already searched); the actions alone are short enough to keep many.
     k = min(first, params.earlier_actions)
     earlier = [s.action.strip() for s in history[first - k : first]] if k else []
-    return render(
+    return prompts.render(
         "student.j2",
         instruction=task.instruction.strip(),
         start=start,

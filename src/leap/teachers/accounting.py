@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from leap.agent import StepContext, Teacher, TeacherError
 from leap.records import StepLabel
-from leap.teachers.base import StepContext, Teacher, TeacherError
 
 
 @dataclass

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from leap.agent import StepContext, Teacher, TeacherError, contexts_from_trajectory
 from leap.records import PrivilegedState, StepLabel, Trajectory
-from leap.teachers.base import StepContext, Teacher, TeacherError
-from leap.teachers.leak import contexts_from_trajectory
 
 log = logging.getLogger(__name__)
 

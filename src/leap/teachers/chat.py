@@ -16,9 +16,9 @@ from typing import Any, Protocol, TypeVar
 
 from rapidfuzz import fuzz, process, utils
 
+from leap.agent import PolicyOutput, StepContext, TeacherError, strip_privileged
 from leap.records import StepLabel
 from leap.teachers.accounting import TeacherStats
-from leap.teachers.base import PolicyOutput, StepContext, TeacherError, _strip_privileged
 from leap.teachers.cache import ResponseCache, cache_key
 from leap.teachers.parsing import ReplyError, parse_reason, parse_reply
 from leap.teachers.prompting import PromptOptions, annotation_messages, as_dicts, correction_messages
@@ -245,7 +245,7 @@ class ReActPolicy:
         from leap.students.prompting import build_messages, parse_completion
 
         requests: list[ChatMessages | TeacherError] = [
-            as_dicts(build_messages(_strip_privileged(c), self.student_params)) for c in contexts
+            as_dicts(build_messages(strip_privileged(c), self.student_params)) for c in contexts
         ]
         outs: list[PolicyOutput] = []
         for res in self.runner.run(requests, lambda text: (text, parse_completion(text))):

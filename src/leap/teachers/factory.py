@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from leap.agent import Policy, Teacher
 from leap.config import Params
 from leap.teachers.accounting import CountingTeacher, Prices, TeacherStats
-from leap.teachers.base import Policy, Teacher
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from leap.records import Correction, PrivilegedState, StepLabel, Task, Trajectory
-from leap.teachers.base import StepContext, Teacher, TeacherError
+from leap.agent import StepContext, Teacher, TeacherError
+from leap.records import Correction, StepLabel
 
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _CLAUSE_SPLIT = re.compile(r"[.!?;:,\n()]+|\b(?:so|but|because|then|since|and then|while|whereas)\b")
@@ -170,7 +170,8 @@ def distinct_facts(secrets: list[str]) -> list[str]:
     return out
 
 
-def secrets_for(ctx: StepContext) -> list[str]:
+def unobserved_secrets(ctx: StepContext) -> list[str]:
+    """The privileged facts the student has not observed at this step (per-step list first)."""
     step = ctx.privileged or {}
     if isinstance(step.get("secrets"), list):
         return [str(s) for s in step["secrets"]]
@@ -189,7 +190,7 @@ def find_leaks(reason: str, ctx: StepContext) -> list[str]:
         " ".join([ctx.task.instruction, *(s.observation for s in ctx.history), ctx.observation])
     )
     visible_padded = f" {visible_n} "
-    secrets = [(secret, normalize(secret)) for secret in secrets_for(ctx)]
+    secrets = [(secret, normalize(secret)) for secret in unobserved_secrets(ctx)]
     secrets = [(secret, s) for secret, s in secrets if f" {s} " not in visible_padded]
     facts = {s: _Fact.parse(s) for _, s in secrets}
     known = [f for f in facts.values() if f is not None]
@@ -231,30 +232,6 @@ def leak_rates(samples: Iterable[LeakSample]) -> dict[int, float]:
         c[0] += int(leaked)
         c[1] += 1
     return {lvl: round(k / n, 4) for lvl, (k, n) in sorted(counts.items())}
-
-
-def contexts_from_trajectory(
-    traj: Trajectory, privileged_state: PrivilegedState | None = None, task: Task | None = None
-) -> list[StepContext]:
-    """One StepContext per step of a recorded trajectory (with its per-step privileged snapshot)."""
-    task = task or Task(
-        task_id=traj.task_id,
-        env=traj.env,
-        split=traj.split,
-        category=traj.category,
-        instruction=traj.instruction,
-    )
-    return [
-        StepContext(
-            task=task,
-            history=traj.steps[:k],
-            observation=step.observation,
-            admissible_actions=step.admissible_actions,
-            privileged=step.privileged,
-            privileged_state=privileged_state,
-        )
-        for k, step in enumerate(traj.steps)
-    ]
 
 
 def measure_leak_rates(

@@ -17,10 +17,10 @@ from typing import Annotated, Any
 
 import typer
 
+from leap.agent import StepContext, Teacher, contexts_from_trajectory
 from leap.io import read_jsonl, write_json
 from leap.records import PrivilegedState, StepLabel, Trajectory
-from leap.teachers.base import StepContext, Teacher
-from leap.teachers.leak import contexts_from_trajectory, measure_leak_rates
+from leap.teachers.leak import measure_leak_rates
 
 
 def sample_contexts(

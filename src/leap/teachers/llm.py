@@ -20,9 +20,9 @@ from typing import Any
 
 import openai
 
+from leap.agent import TeacherError
 from leap.config import OpenAITeacherParams
 from leap.teachers.accounting import Prices, TeacherStats
-from leap.teachers.base import TeacherError
 from leap.teachers.chat import ChatMessages, ChatResult, ChatTeacher
 from leap.teachers.prompting import PromptOptions
 

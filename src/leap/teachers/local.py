@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from leap.agent import TeacherError
 from leap.config import LocalTeacherParams, StudentParams
 from leap.teachers.accounting import TeacherStats
-from leap.teachers.base import TeacherError
 from leap.teachers.chat import BackendError, ChatMessages, ChatResult, ChatTeacher
 from leap.teachers.prompting import PromptOptions
 

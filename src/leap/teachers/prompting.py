@@ -1,27 +1,24 @@
 """Render the teacher's Jinja prompts (correction at a privilege level, reason annotation).
 
-Templates live in ``leap/prompts``: ``teacher/correct.j2`` and ``teacher/annotate.j2`` are shared;
-an environment may extend them as ``<env>/teacher_correct.j2`` / ``<env>/annotate.j2`` (its own
-description and privileged-state rendering). StrictUndefined makes a missing variable an error.
+``teacher/correct.j2`` and ``teacher/annotate.j2`` are shared; an environment may extend them in
+its own templates as ``teacher_correct.j2`` / ``annotate.j2`` (its description and privileged-state
+rendering). Rendered by the one prompt layer (:mod:`leap.prompts`); a missing variable is an error.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+import jinja2
 
+from leap import prompts
+from leap.agent import StepContext
 from leap.records import Message, StepLabel
-from leap.teachers.base import StepContext
-from leap.teachers.leak import distinct_facts
+from leap.teachers.leak import distinct_facts, unobserved_secrets
 
 _BLANKS = re.compile(r"\n\s*\n(\s*\n)+")
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 OutputFormat = Literal["json", "text"]
 
 
@@ -38,30 +35,8 @@ class PromptOptions:
     max_admissible: int = 80
 
 
-def _pretty(value: Any) -> str:
-    # YAML reads better than JSON for nested facts and keeps lists compact.
-    text = yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
-    return "\n".join("  " + line for line in text.rstrip().splitlines())
-
-
-@lru_cache(maxsize=1)
-def _jinja() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(str(PROMPTS_DIR)),
-        undefined=StrictUndefined,
-        trim_blocks=False,
-        keep_trailing_newline=False,
-        autoescape=False,
-    )
-    env.filters["pretty"] = _pretty
-    return env
-
-
-def _template(env_name: str, name: str, fallback: str):  # -> jinja2.Template
-    try:
-        return _jinja().get_template(f"{env_name}/{name}")
-    except TemplateNotFound:
-        return _jinja().get_template(fallback)
+def _template(env_name: str, name: str, fallback: str) -> jinja2.Template:
+    return prompts.get_template(prompts.for_env(env_name, name, fallback))
 
 
 def _common_vars(ctx: StepContext, opts: PromptOptions) -> dict[str, Any]:
@@ -75,14 +50,6 @@ def _common_vars(ctx: StepContext, opts: PromptOptions) -> dict[str, Any]:
         "max_observation_chars": opts.max_observation_chars,
         "max_admissible": opts.max_admissible,
     }
-
-
-def unobserved_secrets(ctx: StepContext) -> list[str]:
-    """The privileged facts the student has not observed at this step (per-step list first)."""
-    step = ctx.privileged or {}
-    if isinstance(step.get("secrets"), list):
-        return [str(s) for s in step["secrets"]]
-    return list(ctx.privileged_state.secrets) if ctx.privileged_state else []
 
 
 def _tidy(text: str) -> str:

@@ -1,4 +1,4 @@
-"""The alfworld environment (registered on import; heavy engines load lazily).
+"""The alfworld environment (its registration; the engine, oracle and CLI load on first use).
 
 Games in the official ALFWorld layout run on the real engine (TextWorld PDDL + alfworld's
 demangler). With ``env.alfworld.data_dir: null`` they are generated offline from the alfworld
@@ -9,22 +9,31 @@ published ALFWorld results.
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
-from leap.envs.alfworld import oracle as _oracle  # noqa: F401  (registers the oracle; light imports only)
+from leap.envs.alfworld.params import AlfworldParams
 from leap.envs.base import Environment, TaskSource, register
 
 
-def make_env(env_params: Any) -> Environment:
+def make_env(params: AlfworldParams, horizon: int) -> Environment:
     from leap.envs.alfworld.env import AlfworldEnv
 
     return AlfworldEnv()
 
 
-def make_tasks(env_params: Any, seed: int) -> TaskSource:
+def make_tasks(params: AlfworldParams, seed: int) -> TaskSource:
     from leap.envs.alfworld.tasks import AlfworldTasks
 
-    return AlfworldTasks(env_params.alfworld, seed)
+    return AlfworldTasks(params, seed)
 
 
-register("alfworld", make_env, make_tasks)
+register(
+    "alfworld",
+    make_env=make_env,
+    make_tasks=make_tasks,
+    params=AlfworldParams,
+    oracle="leap.envs.alfworld.oracle:alfworld_oracle",
+    prompts_dir=Path(__file__).parent / "prompts",
+    cli="leap.envs.alfworld.cli:app",
+    cli_help="ALFWorld games: generate, check.",
+)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from leap.agent import StepContext
 from leap.envs.alfworld.belief import (
     APPLIANCE,
     LAMP_HOLDERS,
@@ -42,8 +43,6 @@ from leap.envs.alfworld.belief import (
 )
 from leap.envs.alfworld.env import normalize_action
 from leap.records import StepLabel
-from leap.teachers.base import StepContext
-from leap.teachers.oracle import register_oracle
 
 LOOK = "look_at_obj_in_light"
 TWO = "pick_two_obj_and_place"
@@ -380,6 +379,3 @@ def alfworld_oracle(ctx: StepContext, student: StepLabel | None, level: int) -> 
         d = classify(expert, goal, b) if usable else decide_visible(goal, b)
     d = make_admissible(d, goal, b, admissible)
     return StepLabel(reason=write_reason(d, level, goal, b, key, secrets), action=d.action)
-
-
-register_oracle("alfworld", alfworld_oracle)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from leap.agent import StepContext
 from leap.envs.alfworld.env import AlfworldEnv
 from leap.envs.alfworld.oracle import alfworld_oracle
 from leap.records import Step, StepLabel, Task
-from leap.teachers.base import StepContext
 
 
 @dataclass

@@ -166,7 +166,3 @@ def _privileged(game_file: str) -> tuple[dict[str, Any], list[str], list[str]]:
     }
     secrets = [p for o, r in locations.items() for p in secret_phrases(o, r)]
     return facts, plan, secrets
-
-
-def make_tasks(env_params: Any, seed: int) -> AlfworldTasks:
-    return AlfworldTasks(env_params.alfworld, seed)

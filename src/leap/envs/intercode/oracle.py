@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import re
 
+from leap.agent import StepContext
 from leap.records import StepLabel
-from leap.teachers.base import StepContext
-from leap.teachers.oracle import register_oracle
 
 SUBMIT = "submit"
 _PATH = re.compile(r"(?<![\w.])(/[\w.+-]+(?:/[\w.+-]+)*/?)")
@@ -105,6 +104,3 @@ def oracle(ctx: StepContext, student: StepLabel | None, level: int) -> StepLabel
     else:
         reason = f"The reference solution for this task is `{gold}`, so I run exactly that."
     return StepLabel(reason=reason + back, action=run_gold)
-
-
-register_oracle("intercode", oracle)

@@ -1,6 +1,6 @@
 """A tiny partially observable environment: find the key hidden in one of several boxes,
 then open the door. Runs instantly; used by tests and as the template for adding an
-environment (one module + one `register` call).
+environment (one package + one `register` call).
 
 The key's box is the privileged state: a student must search; a privileged teacher
 knows where to look.
@@ -9,13 +9,13 @@ knows where to look.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
+from leap.agent import StepContext
 from leap.envs.base import register
 from leap.envs.toy.params import ToyParams
 from leap.records import PrivilegedState, StepLabel, Task
-from leap.teachers.base import StepContext
-from leap.teachers.oracle import register_oracle
 
 
 def _box_of(task: Task) -> int:
@@ -133,6 +133,10 @@ def oracle(ctx: StepContext, student: StepLabel | None, level: int) -> StepLabel
 
 
 register(
-    "toy", lambda env_params: ToyEnv(env_params.toy), lambda env_params, seed: ToyTasks(seed, env_params.toy)
+    "toy",
+    make_env=lambda params, horizon: ToyEnv(params),
+    make_tasks=lambda params, seed: ToyTasks(seed, params),
+    params=ToyParams,
+    oracle=oracle,
+    prompts_dir=Path(__file__).parent / "prompts",
 )
-register_oracle("toy", oracle)

@@ -1,38 +1,33 @@
-"""The webshop environment (registered on import; data, search index and tagger load lazily).
+"""The webshop environment (its registration; data, search index and tagger load lazily).
 
 A pure-Python WebShop (princeton-nlp/WebShop) over WebShop-format data: see README.md here.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
-from leap.envs.base import register
-from leap.envs.webshop import oracle as _oracle  # noqa: F401  (registers the oracle teacher)
+from leap.envs.base import Environment, TaskSource, register
 from leap.envs.webshop.params import WebshopParams
 
 
-def _params(env_params: Any) -> tuple[WebshopParams, int | None]:
-    # Accept the whole `env` section (leap.config.EnvParams) or a WebshopParams alone.
-    if isinstance(env_params, WebshopParams):
-        return env_params, None
-    if env_params is None:
-        return WebshopParams(), None
-    return env_params.webshop, getattr(env_params, "horizon", None)
-
-
-def make_env(env_params: Any) -> Any:
+def make_env(params: WebshopParams, horizon: int) -> Environment:
     from leap.envs.webshop.env import WebshopEnv
 
-    params, horizon = _params(env_params)
     return WebshopEnv(params, horizon=horizon)
 
 
-def make_tasks(env_params: Any, seed: int) -> Any:
+def make_tasks(params: WebshopParams, seed: int) -> TaskSource:
     from leap.envs.webshop.tasks import WebshopTaskSource
 
-    params, _ = _params(env_params)
     return WebshopTaskSource(params, seed)
 
 
-register("webshop", make_env, make_tasks)
+register(
+    "webshop",
+    make_env=make_env,
+    make_tasks=make_tasks,
+    params=WebshopParams,
+    oracle="leap.envs.webshop.oracle:webshop_oracle",
+    prompts_dir=Path(__file__).parent / "prompts",
+)

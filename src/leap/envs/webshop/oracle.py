@@ -1,4 +1,4 @@
-"""The WebShop oracle teacher (registered as `register_oracle("webshop", ...)`).
+"""The WebShop oracle teacher (the `oracle` of the webshop registration).
 
 It rebuilds what the student sees from the observation, the admissible actions and the
 history (:func:`leap.envs.webshop.view.parse_view`), reads the hidden goal from the
@@ -8,11 +8,10 @@ privileged state (or the step's ``info["privileged"]``) and decides with
 
 from __future__ import annotations
 
+from leap.agent import StepContext
 from leap.envs.webshop.policy import Target, decide
 from leap.envs.webshop.view import parse_view
 from leap.records import StepLabel
-from leap.teachers.base import StepContext
-from leap.teachers.oracle import register_oracle
 
 
 def _target(ctx: StepContext) -> Target | None:
@@ -28,6 +27,3 @@ def webshop_oracle(ctx: StepContext, student: StepLabel | None, level: int) -> S
     target = _target(ctx) if level >= 1 else None
     reason, action = decide(view, ctx.task.instruction, target, level)
     return StepLabel(reason=reason, action=action)
-
-
-register_oracle("webshop", webshop_oracle)

@@ -1,16 +1,22 @@
-"""Teacher and policy interfaces.
+"""The agent vocabulary shared by every layer: step contexts, policies, teachers, oracles.
 
 A *policy* writes a reason and an action for a step from what it is allowed to see.
 A *teacher* relabels a student's step; it may read the privileged state. Both work
-on batches so that LLM-backed implementations can generate or call in parallel.
+on batches so that LLM-backed implementations can generate or call in parallel. An
+*oracle* is an environment's own privileged teacher, one function registered with the
+environment (``leap.envs.base.register(..., oracle=...)``).
+
+This module imports nothing of the project but :mod:`leap.records`, so environments,
+students and teachers can all speak it without importing each other.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from leap.records import PrivilegedState, Step, StepLabel, Task
+from leap.records import PrivilegedState, Step, StepLabel, Task, Trajectory
 
 PRIVILEGE_LEVELS = range(0, 5)  # λ0 (no privileged facts) .. λ4 (may state them freely)
 
@@ -71,7 +77,7 @@ class TeacherPolicy:
 
     def act(self, contexts: list[StepContext]) -> list[PolicyOutput]:
         if not self.privileged:
-            contexts = [_strip_privileged(c) for c in contexts]
+            contexts = [strip_privileged(c) for c in contexts]
         outs: list[PolicyOutput] = []
         for res in self.teacher.correct([(c, None) for c in contexts]):
             if isinstance(res, TeacherError):
@@ -81,10 +87,53 @@ class TeacherPolicy:
         return outs
 
 
-def _strip_privileged(ctx: StepContext) -> StepContext:
+def strip_privileged(ctx: StepContext) -> StepContext:
+    """The context without its teacher-only parts (what a student or a λ0 policy may see)."""
     return StepContext(
         task=ctx.task,
         history=ctx.history,
         observation=ctx.observation,
         admissible_actions=ctx.admissible_actions,
     )
+
+
+# An environment's oracle: (context with the privileged state, the student's step or None, level) -> step.
+OracleFn = Callable[[StepContext, StepLabel | None, int], StepLabel]
+
+
+class FunctionTeacher:
+    """A teacher from an oracle function (one environment's oracle at one privilege level)."""
+
+    def __init__(self, oracle: OracleFn, privilege_level: int, teacher_id: str = "oracle") -> None:
+        if privilege_level not in PRIVILEGE_LEVELS:
+            raise ValueError(f"privilege_level must be 0..4, got {privilege_level}")
+        self.oracle = oracle
+        self.privilege_level = privilege_level
+        self.teacher_id = teacher_id
+
+    def correct(self, items: list[tuple[StepContext, StepLabel | None]]) -> list[StepLabel | TeacherError]:
+        out: list[StepLabel | TeacherError] = []
+        for ctx, student in items:
+            try:
+                out.append(self.oracle(ctx, student, self.privilege_level))
+            except Exception as e:  # an oracle bug must not lose the batch; it is recorded
+                out.append(TeacherError(f"oracle failed: {type(e).__name__}: {e}"))
+        return out
+
+
+def contexts_from_trajectory(
+    traj: Trajectory, privileged_state: PrivilegedState | None = None, task: Task | None = None
+) -> list[StepContext]:
+    """One StepContext per step of a recorded trajectory (with its per-step privileged snapshot)."""
+    task = task or traj.task()
+    return [
+        StepContext(
+            task=task,
+            history=traj.steps[:k],
+            observation=step.observation,
+            admissible_actions=step.admissible_actions,
+            privileged=step.privileged,
+            privileged_state=privileged_state,
+        )
+        for k, step in enumerate(traj.steps)
+    ]
