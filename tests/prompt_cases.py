@@ -100,7 +100,8 @@ def _student_cases() -> Iterator[tuple[str, Callable[[], list[Message]]]]:
 
 
 def _teacher_cases() -> Iterator[tuple[str, Callable[[], list[Message]]]]:
-    from leap.teachers.prompting import PromptOptions, annotation_messages, correction_messages
+    from leap.config import TeacherPromptParams as PromptOptions
+    from leap.teachers.prompting import annotation_messages, correction_messages
 
     styles = {
         "json": PromptOptions(output_format="json"),
@@ -131,7 +132,7 @@ def _teacher_cases() -> Iterator[tuple[str, Callable[[], list[Message]]]]:
 
 
 def _completion_cases() -> Iterator[tuple[str, Callable[[], list[Message]]]]:
-    from leap.students.prompting import format_completion
+    from leap.prompts.parsing import format_completion
 
     label = StepLabel(reason="  I need the apple. ", action=" go to fridge 1\n")
     yield "completion", lambda: [Message(role="assistant", content=format_completion(label))]

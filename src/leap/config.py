@@ -38,6 +38,13 @@ class EnvParams(Strict):
         default_factory=lambda: ["valid", "test", "test_ood"],
         description="splits the evaluate stage reports; `valid` selects the best iteration",
     )
+    snap_threshold: float = Field(
+        default=80.0,
+        ge=0,
+        le=100,
+        description="an action not in the admissible list is replaced by the admissible action it scores "
+        "at least this against (rapidfuzz ratio 0..100) for the student, LLM teachers and the ReAct baseline",
+    )
 
     @model_validator(mode="wrap")
     @classmethod
@@ -144,6 +151,20 @@ class TrainParams(Strict):
     seed: int = 0
 
 
+class TeacherPromptParams(Strict):
+    """How much of the episode an LLM teacher sees, and how it must answer."""
+
+    style: Literal["full", "compact"] = Field(
+        default="full",
+        description="full: the detailed teacher brief; compact: a short one in the agent's own two-line "
+        "format, for small local models (always text, whatever output_format says)",
+    )
+    output_format: Literal["json", "text"] = Field(default="json", description="how the reply is asked for")
+    history_window: int = Field(default=10, ge=0, description="earlier steps shown (the rest are counted)")
+    max_observation_chars: int = Field(default=800, ge=32, description="per past observation")
+    max_admissible: int = Field(default=80, ge=1, description="admissible actions listed at most")
+
+
 class OpenAITeacherParams(Strict):
     model: str = "gpt-4o"
     base_url: str | None = Field(default=None, description="null: api.openai.com; any OpenAI-compatible URL")
@@ -155,6 +176,7 @@ class OpenAITeacherParams(Strict):
     concurrency: int = Field(default=8, ge=1)
     price_per_1k_input: float | None = Field(default=None, ge=0)
     price_per_1k_output: float | None = Field(default=None, ge=0)
+    prompt: TeacherPromptParams = Field(default_factory=TeacherPromptParams)
 
     @field_validator("api_key_env")
     @classmethod
@@ -169,6 +191,13 @@ class LocalTeacherParams(Strict):
     gguf_file: str | None = None
     max_new_tokens: int = Field(default=96, ge=1)
     batch_size: int = Field(default=4, ge=1)
+    # Small local models follow the agent's own "Reason:/Action:" format far better than a JSON
+    # schema or a long teacher brief: a compact prompt with a short history.
+    prompt: TeacherPromptParams = Field(
+        default_factory=lambda: TeacherPromptParams(
+            style="compact", output_format="text", history_window=2, max_observation_chars=300
+        )
+    )
 
 
 class TeacherParams(Strict):

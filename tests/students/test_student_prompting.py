@@ -8,13 +8,11 @@ import pytest
 from leap import prompts
 from leap.agent import StepContext
 from leap.config import StudentParams
+from leap.prompts.parsing import format_completion, parse_completion, snap_action
 from leap.records import PrivilegedState, Step, StepLabel, Task
 from leap.students.prompting import (
     TaskView,
     build_messages,
-    format_completion,
-    parse_completion,
-    repair_action,
 )
 
 SENTINEL = "ZZ_PRIVILEGED_SENTINEL_42"
@@ -191,13 +189,20 @@ ADMISSIBLE = ["go to fridge 1", "go to shelf 1", "take apple 1 from countertop 1
         ("", "", False),
     ],
 )
-def test_repair_action(action: str, expected: str, repaired: bool) -> None:
-    assert repair_action(action, ADMISSIBLE) == (expected, repaired)
+def test_snap_action_at_the_default_threshold(action: str, expected: str, repaired: bool) -> None:
+    assert snap_action(action, ADMISSIBLE) == (expected if repaired else None)
 
 
-def test_repair_without_admissible_list_is_noop() -> None:
-    assert repair_action("go to fridge", None) == ("go to fridge", False)
-    assert repair_action("go to fridge", []) == ("go to fridge", False)
+def test_snap_without_admissible_list_is_noop() -> None:
+    assert snap_action("go to fridge", None) is None
+    assert snap_action("go to fridge", []) is None
+
+
+def test_snap_threshold_is_the_param() -> None:
+    # "go to fridge" vs "go to fridge 1" scores about 92: snapped at 80 and 90, not at 95.
+    assert snap_action("go to fridge", ADMISSIBLE, 90) == "go to fridge 1"
+    assert snap_action("go to fridge", ADMISSIBLE, 95) is None
+    assert snap_action("take apple from countertop 1", ADMISSIBLE, 99) is None
 
 
 def test_initial_observation_stays_in_view() -> None:

@@ -251,7 +251,7 @@ def test_local_endpoint_needs_no_key(
 
 
 def test_reply_parsing_variants() -> None:
-    from leap.teachers.parsing import ReplyError, parse_reply
+    from leap.prompts.parsing import ReplyError, parse_reply
 
     ok = {
         '{"reason": "r", "action": "go to fridge 1"}': ("r", "go to fridge 1"),
@@ -273,3 +273,14 @@ def test_reply_parsing_variants() -> None:
     ]:
         with pytest.raises(ReplyError):
             parse_reply(bad)
+
+
+def test_prompt_options_are_params(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    """teacher.openai.prompt sets what the teacher sees (visible to DVC and MLflow as params)."""
+    make_teacher(fake_openai, tmp_path).correct(_items(1))
+    make_teacher(fake_openai, tmp_path, prompt={"history_window": 0, "output_format": "text"}).correct(_items(1))
+    full, windowless = (r["messages"][1]["content"] for r in fake_openai.requests)
+    assert "Step 1:" in full and "(1 earlier step(s) omitted)" not in full
+    assert "(1 earlier step(s) omitted)" in windowless and "Step 1:" not in windowless
+    assert "response_format" in fake_openai.requests[0]  # json by default
+    assert "Reason: <one to three sentences" in fake_openai.requests[1]["messages"][0]["content"]

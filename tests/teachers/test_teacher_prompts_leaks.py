@@ -8,10 +8,10 @@ from teacher_fakes import alfworld_ctx, intercode_ctx, webshop_ctx
 
 from leap import prompts
 from leap.agent import StepContext, contexts_from_trajectory
+from leap.config import TeacherPromptParams as PromptOptions
 from leap.records import Correction, StepLabel, Task
 from leap.teachers.leak import find_leaks, leak_rates, measure_leak_rates
 from leap.teachers.prompting import (
-    PromptOptions,
     annotation_messages,
     correction_messages,
 )
@@ -100,7 +100,7 @@ def test_distinct_facts() -> None:
 
 
 def test_snap_action() -> None:
-    from leap.teachers.chat import snap_action
+    from leap.prompts.parsing import snap_action
 
     adm = ["examine desk 1", "take laptop 2 from desk 1", "look"]
     assert snap_action("Take laptop 2 from desk 1.", adm) == "take laptop 2 from desk 1"
@@ -251,3 +251,25 @@ def test_contexts_from_trajectory() -> None:
     assert [len(c.history) for c in ctxs] == [0, 1, 2]
     assert ctxs[2].observation == "o2" and ctxs[2].privileged == {"secrets": ["s2"]}
     assert ctxs[0].task.instruction == "do it"
+
+
+def test_react_policy_snaps_with_the_shared_threshold() -> None:
+    from leap.config import StudentParams
+    from leap.teachers.accounting import TeacherStats
+    from leap.teachers.chat import ChatResult, ReActPolicy
+
+    class Scripted:
+        name = "scripted"
+
+        def identity(self) -> dict:
+            return {"backend": "scripted"}
+
+        def complete(self, batch: list, stats: TeacherStats):
+            for i, _ in enumerate(batch):
+                yield i, ChatResult(text="Reason: the fridge.\nAction: Go to fridge")
+
+    ctx = alfworld_ctx()
+    (loose,) = ReActPolicy(Scripted(), StudentParams(), cache_dir=None).act([ctx])
+    assert loose.action == "go to fridge 1" and loose.meta["original_action"] == "Go to fridge"
+    (strict,) = ReActPolicy(Scripted(), StudentParams(), cache_dir=None, snap_threshold=99).act([ctx])
+    assert strict.action == "Go to fridge" and not strict.meta

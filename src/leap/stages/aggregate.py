@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def _assistant(label: StepLabel) -> list[Message]:
-    from leap.students.prompting import format_completion
+    from leap.prompts.parsing import format_completion
 
     return [Message(role="assistant", content=format_completion(label))]
 

@@ -36,7 +36,12 @@ def student_policy(params: Params, iteration: int) -> Policy:
     adapter = paths.model(iteration)
     if not adapter.exists():
         raise FileNotFoundError(f"{adapter}: no trained student for iteration {iteration} (run `leap train`)")
-    return StudentPolicy(params.student, adapter, policy_id=f"student:iter_{iteration}")
+    return StudentPolicy(
+        params.student,
+        adapter,
+        policy_id=f"student:iter_{iteration}",
+        snap_threshold=params.env.snap_threshold,
+    )
 
 
 def inputs_key(params: Params, *deps: Path) -> str:

@@ -21,10 +21,11 @@ import torch
 
 from leap.agent import StepContext
 from leap.config import StudentParams, TrainParams
+from leap.prompts.parsing import format_completion
 from leap.records import Message, Step, StepLabel, Task, TrainExample
 from leap.students.generation import GenerationStats, Generator
 from leap.students.models import load_base_model, load_student, load_tokenizer
-from leap.students.prompting import build_messages, format_completion
+from leap.students.prompting import build_messages
 
 _ROOM = (
     "You are in the middle of a room. Looking quickly around you, you see a cabinet 4, a cabinet 3, "

@@ -8,7 +8,6 @@ model would write after it is never used, and generated length is the main cost.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,10 +16,10 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from leap.prompts.parsing import ACTION_LINE_DONE
 from leap.records import Message
 
 # An "Action:" line with some content, ended by a newline (markdown and case tolerated).
-_ACTION_LINE_DONE = re.compile(r"(?im)^[\s>*#_`-]*action[\s*_`]*[:：][^\n]*\S[^\n]*\n")
 
 Conversation = Sequence[Message] | Sequence[dict[str, str]]
 
@@ -36,7 +35,7 @@ class ActionLineStop(StoppingCriteria):
         self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
     ) -> torch.BoolTensor:
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
-        done = [bool(_ACTION_LINE_DONE.search(t)) for t in texts]
+        done = [bool(ACTION_LINE_DONE.search(t)) for t in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 

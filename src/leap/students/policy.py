@@ -7,8 +7,9 @@ from typing import Any
 
 from leap.agent import PolicyOutput, StepContext
 from leap.config import StudentParams
+from leap.prompts.parsing import SNAP_THRESHOLD, parse_completion, snap_action
 from leap.students.generation import Generator
-from leap.students.prompting import build_messages, parse_completion, repair_action
+from leap.students.prompting import build_messages
 
 
 class StudentPolicy:
@@ -31,12 +32,14 @@ class StudentPolicy:
         model: Any = None,
         tokenizer: Any = None,
         repair: bool = True,
+        snap_threshold: float = SNAP_THRESHOLD,
         seed: int | None = None,
     ) -> None:
         self.params = model_params
         self.adapter_dir = adapter_dir
         self.policy_id = policy_id
         self.repair = repair
+        self.snap_threshold = snap_threshold
         if model is None or tokenizer is None:
             from leap.students.models import load_student
 
@@ -63,8 +66,8 @@ class StudentPolicy:
         reason, action, ok = parse_completion(text)
         meta: dict[str, Any] = {}
         if ok and self.repair and ctx.admissible_actions:
-            fixed, repaired = repair_action(action, ctx.admissible_actions)
-            if repaired:
+            fixed = snap_action(action, ctx.admissible_actions, self.snap_threshold)
+            if fixed is not None:
                 meta = {"repaired": True, "original_action": action}
                 action = fixed
         return PolicyOutput(

@@ -14,14 +14,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from rapidfuzz import fuzz, process, utils
-
 from leap.agent import PolicyOutput, StepContext, TeacherError, strip_privileged
+from leap.config import TeacherPromptParams
+from leap.prompts.parsing import (
+    SNAP_THRESHOLD,
+    ReplyError,
+    parse_completion,
+    parse_reason,
+    parse_reply,
+    snap_action,
+)
 from leap.records import StepLabel
 from leap.teachers.accounting import TeacherStats
 from leap.teachers.cache import ResponseCache, cache_key
-from leap.teachers.parsing import ReplyError, parse_reason, parse_reply
-from leap.teachers.prompting import PromptOptions, annotation_messages, as_dicts, correction_messages
+from leap.teachers.prompting import annotation_messages, as_dicts, correction_messages
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -140,22 +146,6 @@ class ChatRunner:
         return self._parse(res.text, parse)
 
 
-def snap_action(action: str, admissible: list[str] | None, min_score: float = 90.0) -> str | None:
-    """The admissible action ``action`` evidently means (case, spacing, punctuation), or None.
-
-    A small model sometimes lists several actions ("examine desk 1, go to bed 1"): the first
-    one is taken when it is admissible."""
-    if not admissible or action in admissible:
-        return None
-    for candidate in (action, action.split(",")[0]):
-        best = process.extractOne(
-            candidate, admissible, scorer=fuzz.ratio, processor=utils.default_process, score_cutoff=min_score
-        )
-        if best:
-            return best[0]
-    return None
-
-
 class ChatTeacher:
     """A teacher that asks a chat model for corrections at a privilege level (see prompting)."""
 
@@ -167,17 +157,17 @@ class ChatTeacher:
         privilege_level: int,
         *,
         cache_dir: str | None,
-        prompt: PromptOptions | None = None,
+        prompt: TeacherPromptParams | None = None,
         stats: TeacherStats | None = None,
-        snap_to_admissible: bool = True,
+        snap_threshold: float | None = SNAP_THRESHOLD,
     ) -> None:
         if not 0 <= privilege_level <= 4:
             raise ValueError(f"privilege_level must be 0..4, got {privilege_level}")
         self.backend = backend
         self.privilege_level = privilege_level
         self.teacher_id = backend.name
-        self.prompt = prompt or PromptOptions()
-        self.snap_to_admissible = snap_to_admissible
+        self.prompt = prompt or TeacherPromptParams()
+        self.snap_threshold = snap_threshold  # None: keep the teacher's actions as written
         self._stats = stats or TeacherStats()
         self.runner = ChatRunner(backend, ResponseCache(cache_dir), self._stats)
 
@@ -196,9 +186,11 @@ class ChatTeacher:
                     TeacherError(f"{self.teacher_id}: prompt rendering failed: {type(e).__name__}: {e}")
                 )
         results = self.runner.run(requests, parse_reply)
-        if self.snap_to_admissible:
+        if self.snap_threshold is not None:
             for i, ((ctx, _), res) in enumerate(zip(items, results, strict=True)):
-                if isinstance(res, StepLabel) and (fixed := snap_action(res.action, ctx.admissible_actions)):
+                if not isinstance(res, StepLabel):
+                    continue
+                if fixed := snap_action(res.action, ctx.admissible_actions, self.snap_threshold):
                     results[i] = StepLabel(reason=res.reason, action=fixed)
                     self._stats.add(snapped_actions=1)
         return results
@@ -231,9 +223,11 @@ class ReActPolicy:
         *,
         cache_dir: str | None,
         stats: TeacherStats | None = None,
+        snap_threshold: float | None = SNAP_THRESHOLD,
     ) -> None:
         self.backend = backend
         self.student_params = student_params
+        self.snap_threshold = snap_threshold
         self.policy_id = f"react:{backend.name}"
         self._stats = stats or TeacherStats()
         self.runner = ChatRunner(backend, ResponseCache(cache_dir), self._stats)
@@ -242,13 +236,14 @@ class ReActPolicy:
         return f"ReActPolicy({self.policy_id!r})"
 
     def act(self, contexts: list[StepContext]) -> list[PolicyOutput]:
-        from leap.students.prompting import build_messages, parse_completion
+        from leap.students.prompting import build_messages
 
         requests: list[ChatMessages | TeacherError] = [
             as_dicts(build_messages(strip_privileged(c), self.student_params)) for c in contexts
         ]
         outs: list[PolicyOutput] = []
-        for res in self.runner.run(requests, lambda text: (text, parse_completion(text))):
+        results = self.runner.run(requests, lambda text: (text, parse_completion(text)))
+        for ctx, res in zip(contexts, results, strict=True):
             if isinstance(res, TeacherError):
                 outs.append(
                     PolicyOutput(
@@ -257,7 +252,12 @@ class ReActPolicy:
                 )
                 continue
             text, (reason, action, ok) = res
-            outs.append(PolicyOutput(reason=reason, action=action, raw_output=text, parse_ok=ok))
+            meta: dict[str, Any] = {}
+            snap = ok and self.snap_threshold is not None
+            fixed = snap_action(action, ctx.admissible_actions, self.snap_threshold) if snap else None
+            if fixed is not None:
+                meta, action = {"repaired": True, "original_action": action}, fixed
+            outs.append(PolicyOutput(reason=reason, action=action, raw_output=text, parse_ok=ok, meta=meta))
         return outs
 
     def stats(self) -> dict[str, float]:

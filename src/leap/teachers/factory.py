@@ -48,15 +48,21 @@ def build_teacher(params: Params, iteration: int | None = None) -> Teacher:
     if tp.kind == "openai":
         from leap.teachers.llm import OpenAITeacher
 
-        return OpenAITeacher(tp.openai, tp.privilege_level, cache_dir=tp.cache_dir)
+        return OpenAITeacher(
+            tp.openai, tp.privilege_level, cache_dir=tp.cache_dir, snap_threshold=params.env.snap_threshold
+        )
     if tp.kind == "local":
         from leap.teachers.local import LocalTeacher
 
         kw = _local_chat_kw(params, iteration)
         if not kw:
-            return LocalTeacher(tp.local, tp.privilege_level, cache_dir=tp.cache_dir)
+            return LocalTeacher(
+                tp.local, tp.privilege_level, cache_dir=tp.cache_dir, snap_threshold=params.env.snap_threshold
+            )
         lp = tp.local.model_copy(update={"model": kw.pop("model"), "gguf_file": kw.pop("gguf_file")})
-        return LocalTeacher(lp, tp.privilege_level, cache_dir=tp.cache_dir, **kw)
+        return LocalTeacher(
+            lp, tp.privilege_level, cache_dir=tp.cache_dir, snap_threshold=params.env.snap_threshold, **kw
+        )
     raise ValueError(f"unknown teacher.kind {tp.kind!r}")
 
 
@@ -70,7 +76,13 @@ def build_react_policy(params: Params) -> Policy:
 
         backend = OpenAIChat(tp.openai, json_mode=False)  # the student prompt asks for its own format
         stats = TeacherStats(prices=Prices(tp.openai.price_per_1k_input, tp.openai.price_per_1k_output))
-        return ReActPolicy(backend, params.student, cache_dir=tp.cache_dir, stats=stats)
+        return ReActPolicy(
+            backend,
+            params.student,
+            cache_dir=tp.cache_dir,
+            stats=stats,
+            snap_threshold=params.env.snap_threshold,
+        )
     if tp.kind == "local":
         from leap.teachers.local import LocalChat
 
@@ -78,7 +90,9 @@ def build_react_policy(params: Params) -> Policy:
         if lp.model == STUDENT:  # the base student model (the baseline runs before any training)
             lp = lp.model_copy(update={"model": params.student.model, "gguf_file": params.student.gguf_file})
         backend = LocalChat.from_params(lp, assistant_prefix="Reason:")  # the student's answer format
-        return ReActPolicy(backend, params.student, cache_dir=tp.cache_dir)
+        return ReActPolicy(
+            backend, params.student, cache_dir=tp.cache_dir, snap_threshold=params.env.snap_threshold
+        )
     raise ValueError(
         "baseline.react evaluates the configured LLM teacher as a ReAct agent: set teacher.kind to "
         f"'openai' or 'local' (it is {tp.kind!r}; the oracle baseline is baseline.teacher_alone)"

@@ -22,9 +22,9 @@ import openai
 
 from leap.agent import TeacherError
 from leap.config import OpenAITeacherParams
+from leap.prompts.parsing import SNAP_THRESHOLD
 from leap.teachers.accounting import Prices, TeacherStats
 from leap.teachers.chat import ChatMessages, ChatResult, ChatTeacher
-from leap.teachers.prompting import PromptOptions
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ class OpenAITeacher(ChatTeacher):
         privilege_level: int,
         *,
         cache_dir: str | None,
-        prompt: PromptOptions | None = None,
+        snap_threshold: float | None = SNAP_THRESHOLD,
         **backend_kw: Any,
     ) -> None:
         stats = TeacherStats(prices=Prices(params.price_per_1k_input, params.price_per_1k_output))
@@ -260,6 +260,7 @@ class OpenAITeacher(ChatTeacher):
             OpenAIChat(params, **backend_kw),
             privilege_level,
             cache_dir=cache_dir,
-            prompt=prompt or PromptOptions(output_format="json"),
+            prompt=params.prompt,
             stats=stats,
+            snap_threshold=snap_threshold,
         )

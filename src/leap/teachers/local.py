@@ -8,7 +8,6 @@ runs offline. The model loads on first use.
 from __future__ import annotations
 
 import functools
-import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +15,9 @@ from typing import Any
 
 from leap.agent import TeacherError
 from leap.config import LocalTeacherParams, StudentParams
+from leap.prompts.parsing import HAS_ACTION_LINE, SNAP_THRESHOLD
 from leap.teachers.accounting import TeacherStats
 from leap.teachers.chat import BackendError, ChatMessages, ChatResult, ChatTeacher
-from leap.teachers.prompting import PromptOptions
-
-_ACTION_LINE = re.compile(r"(?im)^[\s>*#_`-]*action[\s*_`]*[:：]")
 
 
 def _first_line(text: str) -> str:
@@ -151,7 +148,7 @@ class LocalChat:
         texts, generated = self._continue(gen, batch, [prefix] * len(batch))
         if self.force_action_line:
             # A small model often stops after its reason: start an "Action:" line for it.
-            redo = [i for i, t in enumerate(texts) if not _ACTION_LINE.search(t)]
+            redo = [i for i, t in enumerate(texts) if not HAS_ACTION_LINE.search(t)]
             if redo:
                 starts = [f"{_first_line(texts[i])}\nAction:" for i in redo]
                 more, n2 = self._continue(gen, [batch[i] for i in redo], starts)
@@ -221,19 +218,17 @@ class LocalTeacher(ChatTeacher):
         privilege_level: int,
         *,
         cache_dir: str | None,
-        prompt: PromptOptions | None = None,
+        snap_threshold: float | None = SNAP_THRESHOLD,
         **chat_kw: Any,
     ) -> None:
-        # Small local models follow the agent's own "Reason:/Action:" format far better than a JSON
-        # schema or a long teacher brief: a compact prompt, and the reply starts with "Reason:".
+        # Small local models keep to the agent's own format when the reply starts with "Reason:"
+        # (the compact prompt of teacher.local.prompt asks for it).
         chat_kw.setdefault("assistant_prefix", "Reason:")
         chat_kw.setdefault("force_action_line", True)
         super().__init__(
             LocalChat.from_params(params, **chat_kw),
             privilege_level,
             cache_dir=cache_dir,
-            prompt=prompt
-            or PromptOptions(
-                output_format="text", style="compact", history_window=2, max_observation_chars=300
-            ),
+            prompt=params.prompt,
+            snap_threshold=snap_threshold,
         )

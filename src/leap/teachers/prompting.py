@@ -8,38 +8,24 @@ rendering). Rendered by the one prompt layer (:mod:`leap.prompts`); a missing va
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import jinja2
 
 from leap import prompts
 from leap.agent import StepContext
+from leap.config import TeacherPromptParams
 from leap.records import Message, StepLabel
 from leap.teachers.leak import distinct_facts, unobserved_secrets
 
 _BLANKS = re.compile(r"\n\s*\n(\s*\n)+")
-OutputFormat = Literal["json", "text"]
-
-
-@dataclass(frozen=True)
-class PromptOptions:
-    """How much of the episode the teacher sees and how it must answer."""
-
-    output_format: OutputFormat = "json"
-    # "full": the detailed teacher prompt; "compact": a short one in the agent's own format, for
-    # small local models (ignores output_format: always "Reason:/Action:").
-    style: Literal["full", "compact"] = "full"
-    history_window: int = 10
-    max_observation_chars: int = 800
-    max_admissible: int = 80
 
 
 def _template(env_name: str, name: str, fallback: str) -> jinja2.Template:
     return prompts.get_template(prompts.for_env(env_name, name, fallback))
 
 
-def _common_vars(ctx: StepContext, opts: PromptOptions) -> dict[str, Any]:
+def _common_vars(ctx: StepContext, opts: TeacherPromptParams) -> dict[str, Any]:
     return {
         "instruction": ctx.task.instruction,
         "history": ctx.history,
@@ -63,12 +49,12 @@ def _render_pair(template: Any, variables: dict[str, Any]) -> list[Message]:
 
 
 def correction_messages(
-    ctx: StepContext, student: StepLabel | None, level: int, opts: PromptOptions | None = None
+    ctx: StepContext, student: StepLabel | None, level: int, opts: TeacherPromptParams | None = None
 ) -> list[Message]:
     """System + user messages asking for a (better) reason and action at privilege level ``level``."""
     if not 0 <= level <= 4:
         raise ValueError(f"privilege level must be 0..4, got {level}")
-    opts = opts or PromptOptions()
+    opts = opts or TeacherPromptParams()
     ps = ctx.privileged_state
     step_info = {k: v for k, v in (ctx.privileged or {}).items() if k != "secrets"}
     variables = _common_vars(ctx, opts) | {
@@ -88,9 +74,11 @@ def correction_messages(
     return _render_pair(template, variables)
 
 
-def annotation_messages(ctx: StepContext, action: str, opts: PromptOptions | None = None) -> list[Message]:
+def annotation_messages(
+    ctx: StepContext, action: str, opts: TeacherPromptParams | None = None
+) -> list[Message]:
     """System + user messages asking for the reason behind a demonstration's ``action``."""
-    opts = opts or PromptOptions()
+    opts = opts or TeacherPromptParams()
     variables = _common_vars(ctx, opts) | {"action": action}
     return _render_pair(_template(ctx.task.env, "annotate.j2", "teacher/annotate.j2"), variables)
 
