@@ -1,16 +1,20 @@
 """The whole LEAP loop (BC + 1 iteration) on the toy environment with a tiny random student:
-every stage's output exists and is valid, and MLflow holds the learning curve."""
+every stage's output exists and is valid, and MLflow holds the learning curve.
+
+The stages run in this process, one `leap <stage>` command after the other (what `run-all` runs,
+each in its own process, and dvc.yaml too); `run-all` itself is checked without running them."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from leap.cli import app
+from leap.cli import app, pipeline_steps
 from leap.config import Params, load_params
 from leap.io import read_jsonl
 from leap.records import Correction, TrainExample, Trajectory
@@ -31,17 +35,44 @@ def write_toy_params(path: Path, model_dir: Path, **extra: dict) -> None:
     path.write_text(yaml.safe_dump(full, sort_keys=False))
 
 
+def run_stages(root: Path, *extra: str) -> None:
+    """Every stage of the loop, in order, as `leap <stage>` commands in ``root`` (in this process)."""
+    mp = pytest.MonkeyPatch()
+    mp.chdir(root)
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
+    try:
+        for step in pipeline_steps(load_params(root / "params.yaml")):
+            res = CliRunner().invoke(app, [*extra, *step], catch_exceptions=False)
+            assert res.exit_code == 0, f"leap {' '.join(step)}:\n{res.output}"
+    finally:
+        mp.undo()
+
+
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     root = tmp_path_factory.mktemp("toy_run")
     write_toy_params(root / "params.yaml", tiny_model_dir)
-    mp = pytest.MonkeyPatch()
-    mp.chdir(root)
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
-    res = CliRunner().invoke(app, ["run-all"], catch_exceptions=False)
-    mp.undo()
-    assert res.exit_code == 0, res.output
+    run_stages(root)
     return root
+
+
+def test_run_all_runs_every_stage_in_its_own_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path
+) -> None:
+    write_toy_params(tmp_path / "params.yaml", tiny_model_dir, loop={"iterations": {1: 0, 2: 1}})
+    monkeypatch.chdir(tmp_path)
+    calls: list[list[str]] = []
+    monkeypatch.setattr("subprocess.call", lambda cmd: calls.append(cmd) or 0)
+    res = CliRunner().invoke(app, ["run-all"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert all(c[:3] == [sys.executable, "-m", "leap"] for c in calls)
+    stages = [" ".join(c[5:]) for c in calls]
+    assert stages[:6] == ["prepare", "demos", "aggregate -i 0", "train -i 0", "evaluate -i 0", "baseline"]
+    assert stages[6:11] == [f"{s} -i 1" for s in ("rollout", "correct", "aggregate", "train", "evaluate")]
+    assert stages[-1] == "report" and len(stages) == 17
+    monkeypatch.setattr("subprocess.call", lambda cmd: 3 if "train" in cmd else 0)
+    res = CliRunner().invoke(app, ["run-all"])
+    assert res.exit_code == 3 and "leap train -i 0` failed (exit 3)" in res.output
 
 
 def test_every_stage_wrote_its_outputs(toy_run: Path) -> None:
@@ -124,8 +155,10 @@ def test_correct_retries_failed_items_but_not_finished_ones(tmp_path: Path) -> N
     from leap.teachers.oracle import OracleTeacher
 
     task = ToyTasks(0).tasks("train")[0]
-    items = [(t, StepContext(task, [], f"obs {t}", ["open box 1"]), StepLabel(reason="r", action="x"))
-             for t in range(3)]
+    items = [
+        (t, StepContext(task, [], f"obs {t}", ["open box 1"]), StepLabel(reason="r", action="x"))
+        for t in range(3)
+    ]
 
     class Flaky(OracleTeacher):
         def __init__(self, level: int) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import shlex
 import subprocess
 import sys
@@ -73,25 +72,11 @@ def _params() -> Params:
         raise  # unreachable; keeps type checkers happy
 
 
-_TORCH_STAGES = {"train", "rollout", "evaluate", "correct", "baseline"}
-
-
-def _seed(seed: int, with_torch: bool) -> None:
-    random.seed(seed)
-    import numpy as np
-
-    np.random.seed(seed % 2**32)
-    if with_torch:  # importing torch costs seconds: only stages that may run a model pay it
-        import torch
-
-        torch.manual_seed(seed)
-
-
 def _run_stage(stage: str, iteration: int | None, fn: Any) -> Any:
-    """Validate params, seed, run the stage inside its MLflow run; turn known failures into
-    clear one-line errors (the stage has written nothing final in that case)."""
+    """Validate params, run the stage inside its MLflow run; turn known failures into clear
+    one-line errors (the stage has written nothing final in that case). The stage module writes
+    all of its outputs (and seeds what it draws from); the CLI only logs to MLflow."""
     params = _params()
-    _seed(params.seed + (iteration or 0), with_torch=stage in _TORCH_STAGES)
     from leap import tracking
 
     if iteration is not None and iteration != 0 and iteration not in params.loop.iterations:
@@ -147,17 +132,14 @@ def aggregate(iteration: IterOpt) -> None:
 def train(iteration: IterOpt) -> None:
     """Train student i (LoRA adapter) on training set i with SFT, DPO or KTO."""
     from leap import paths
-    from leap.io import write_json
     from leap.stages import train as stage
 
     def fn(params: Params, run: Any) -> None:
         res = stage.run(params, iteration)
-        history = res.pop("loss_history", [])
-        for step, loss in history:
+        for step, loss in res.get("loss_history", []):
             run.log_metrics({"train/step_loss": loss}, step=int(step))
         scalars = {f"train/{k}": v for k, v in res.items() if isinstance(v, int | float)}
         run.log_metrics(scalars, step=iteration, to_pipeline=True)
-        write_json(paths.stage_metrics("train", iteration), {**res, "loss_history": history})
         if params.tracking.log_adapters:
             run.log_artifact(paths.model(iteration), f"adapter_iter_{iteration}")
 
@@ -175,16 +157,9 @@ def rollout(iteration: IterOpt) -> None:
 @app.command()
 def correct(iteration: IterOpt) -> None:
     """The privileged teacher relabels the steps of failed rollouts of iteration i."""
-    from leap import paths
-    from leap.io import write_json
     from leap.stages import correct as stage
 
-    def fn(params: Params, run: Any) -> None:
-        metrics, stats = stage.run(params, iteration)
-        run.log_metrics(metrics, step=iteration, to_pipeline=True)
-        write_json(paths.stage_metrics("correct", iteration), {**metrics, "teacher_stats": stats})
-
-    _run_stage("correct", iteration, fn)
+    _run_metrics_stage("correct", iteration, lambda params: stage.run(params, iteration))
 
 
 @app.command()
@@ -244,16 +219,21 @@ def run_all() -> None:
     base = [sys.executable, "-m", "leap", "--params", str(_state["params"])]
     if _state["experiment"] is not None:
         base += ["--experiment", str(_state["experiment"])]
-    steps: list[list[str]] = [["prepare"], ["demos"], ["aggregate", "-i", "0"], ["train", "-i", "0"],
-                              ["evaluate", "-i", "0"], ["baseline"]]
-    for i in params.loop.iterations:
-        steps += [[stage, "-i", str(i)] for stage in ("rollout", "correct", "aggregate", "train", "evaluate")]
-    steps.append(["report"])
-    for step in steps:
+    for step in pipeline_steps(params):
         log.info("== leap %s", " ".join(step))
         code = subprocess.call(base + step)
         if code != 0:
             _fail(f"stage `leap {' '.join(step)}` failed (exit {code})", code)
+
+
+def pipeline_steps(params: Params) -> list[list[str]]:
+    """The stage commands of the whole loop, in an order that respects dvc.yaml's dependencies."""
+    steps = [["prepare"], ["demos"], ["aggregate", "-i", "0"], ["train", "-i", "0"], ["evaluate", "-i", "0"]]
+    steps.append(["baseline"])
+    for i in params.loop.iterations:
+        steps += [[stage, "-i", str(i)] for stage in ("rollout", "correct", "aggregate", "train", "evaluate")]
+    steps.append(["report"])
+    return steps
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -278,7 +278,9 @@ def test_reply_parsing_variants() -> None:
 def test_prompt_options_are_params(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
     """teacher.openai.prompt sets what the teacher sees (visible to DVC and MLflow as params)."""
     make_teacher(fake_openai, tmp_path).correct(_items(1))
-    make_teacher(fake_openai, tmp_path, prompt={"history_window": 0, "output_format": "text"}).correct(_items(1))
+    make_teacher(fake_openai, tmp_path, prompt={"history_window": 0, "output_format": "text"}).correct(
+        _items(1)
+    )
     full, windowless = (r["messages"][1]["content"] for r in fake_openai.requests)
     assert "Step 1:" in full and "(1 earlier step(s) omitted)" not in full
     assert "(1 earlier step(s) omitted)" in windowless and "Step 1:" not in windowless

@@ -8,7 +8,7 @@ from leap.agent import Policy, TeacherPolicy
 from leap.config import Params
 from leap.io import write_json, write_jsonl
 from leap.records import EvalResult, Trajectory
-from leap.stages.common import finish_journal, inputs_key
+from leap.stages.common import finish_journal, inputs_key, seed_everything
 from leap.stages.evaluate import evaluate_policy
 from leap.teachers.oracle import OracleTeacher
 
@@ -25,6 +25,8 @@ def policies(params: Params) -> list[Policy]:
 
 
 def run(params: Params) -> dict[str, dict[str, EvalResult]]:
+    """Writes data/baseline/ and metrics/baseline.json; returns the results per policy and split."""
+    seed_everything(params.seed, torch=True)
     deps = [paths.tasks(s) for s in params.env.eval_splits]
     out = paths.baseline_trajs()
     all_trajs: list[Trajectory] = []

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from leap import paths
 from leap.agent import Policy
@@ -16,6 +19,16 @@ from leap.records import PrivilegedState, Task, Trajectory
 from leap.rollout import run_episodes
 
 log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int, *, torch: bool = False) -> None:
+    """Seed Python's, NumPy's and (for stages that may run a model) torch's generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if torch:  # importing torch costs seconds: only stages that may run a model pay it
+        import torch as _torch
+
+        _torch.manual_seed(seed)
 
 
 def load_tasks(split: str) -> list[Task]:

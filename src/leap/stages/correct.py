@@ -15,9 +15,9 @@ from tqdm.auto import tqdm
 from leap import paths
 from leap.agent import StepContext, Teacher, TeacherError, contexts_from_trajectory
 from leap.config import Params
-from leap.io import JsonlAppender, read_jsonl, write_jsonl
+from leap.io import JsonlAppender, read_jsonl, write_json, write_jsonl
 from leap.records import Correction, PrivilegedState, StepLabel, Trajectory
-from leap.stages.common import inputs_key, load_privileged
+from leap.stages.common import inputs_key, load_privileged, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,11 @@ def correct_all(
     return [done[(ctx.task.task_id, t)] for t, ctx, _ in items]
 
 
-def run(params: Params, iteration: int) -> tuple[dict[str, float], dict]:
+def run(params: Params, iteration: int) -> dict[str, float]:
+    """Writes data/iter_i/corrections.jsonl and metrics/stages/correct_i.json; returns the metrics."""
     from leap.teachers.factory import build_teacher
 
+    seed_everything(params.seed + iteration, torch=True)
     trajs = read_jsonl(paths.rollouts(iteration), Trajectory)
     privileged = load_privileged("train")
     items = plan_items(trajs, params, privileged)
@@ -124,5 +126,6 @@ def run(params: Params, iteration: int) -> tuple[dict[str, float], dict]:
         "correct/action_changed_rate": (changed / len(ok)) if ok else 0.0,
         **{f"teacher/{k}": float(v) for k, v in stats_teacher.items() if isinstance(v, int | float)},
     }
+    write_json(paths.stage_metrics("correct", iteration), {**metrics, "teacher_stats": stats_teacher})
     log.info("corrections: %d (%d errors), leak rate %.3f", len(corrs), n_err, metrics["correct/leak_rate"])
-    return metrics, stats_teacher
+    return metrics

@@ -12,13 +12,22 @@ from leap import paths
 from leap.agent import TeacherPolicy
 from leap.config import Params
 from leap.io import write_jsonl
-from leap.stages.common import finish_journal, inputs_key, load_privileged, load_tasks, run_with_journal
+from leap.stages.common import (
+    finish_journal,
+    inputs_key,
+    load_privileged,
+    load_tasks,
+    run_with_journal,
+    seed_everything,
+)
 from leap.teachers.oracle import OracleTeacher
 
 log = logging.getLogger(__name__)
 
 
 def run(params: Params) -> dict[str, float]:
+    """Writes data/iter_0/demos.jsonl; returns the metrics."""
+    seed_everything(params.seed)
     tasks = load_tasks("train")
     if params.demos.n_tasks is not None:
         tasks = tasks[: params.demos.n_tasks]

@@ -10,7 +10,14 @@ from leap.config import Params
 from leap.io import write_json, write_jsonl
 from leap.metrics import summarize
 from leap.records import EvalResult, Trajectory
-from leap.stages.common import finish_journal, inputs_key, load_tasks, run_with_journal, student_policy
+from leap.stages.common import (
+    finish_journal,
+    inputs_key,
+    load_tasks,
+    run_with_journal,
+    seed_everything,
+    student_policy,
+)
 
 
 def evaluate_policy(
@@ -30,6 +37,8 @@ def evaluate_policy(
 
 
 def run(params: Params, iteration: int) -> dict[str, EvalResult]:
+    """Writes data/iter_i/eval.jsonl and metrics/iter_i.json; returns the results per split."""
+    seed_everything(params.seed + iteration, torch=True)
     policy = student_policy(params, iteration)
     out = paths.eval_trajs(iteration)
     deps = [paths.tasks(s) for s in params.env.eval_splits] + [paths.model(iteration)]

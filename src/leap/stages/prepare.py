@@ -8,11 +8,14 @@ from leap import paths
 from leap.config import Params
 from leap.envs.base import make_task_source
 from leap.io import write_json, write_jsonl
+from leap.stages.common import seed_everything
 
 log = logging.getLogger(__name__)
 
 
 def run(params: Params) -> dict[str, int]:
+    """Writes data/prepared/ (tasks per split, privileged states, manifest, env assets)."""
+    seed_everything(params.seed)
     source = make_task_source(params.env.name, params.env, params.seed)
     source.prepare()
     splits = list(dict.fromkeys(["train", *params.env.eval_splits]))

@@ -6,10 +6,19 @@ from leap import paths
 from leap.config import Params
 from leap.io import write_jsonl
 from leap.metrics import summarize
-from leap.stages.common import finish_journal, inputs_key, load_tasks, run_with_journal, student_policy
+from leap.stages.common import (
+    finish_journal,
+    inputs_key,
+    load_tasks,
+    run_with_journal,
+    seed_everything,
+    student_policy,
+)
 
 
 def run(params: Params, iteration: int) -> dict[str, float]:
+    """Writes data/iter_i/rollouts.jsonl; returns the metrics."""
+    seed_everything(params.seed + iteration, torch=True)
     prev = params.loop.iterations[iteration]
     tasks = load_tasks("train")
     if params.loop.rollout_tasks is not None:

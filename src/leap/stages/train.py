@@ -6,13 +6,16 @@ from typing import Any
 
 from leap import paths
 from leap.config import Params
-from leap.io import read_jsonl
+from leap.io import read_jsonl, write_json
 from leap.records import TrainExample
+from leap.stages.common import seed_everything
 
 
 def run(params: Params, iteration: int) -> dict[str, Any]:
+    """Writes models/iter_i and metrics/stages/train_i.json (with the loss history); returns them."""
     from leap.training import train_adapter
 
+    seed_everything(params.seed + iteration, torch=True)
     examples = read_jsonl(paths.train_set(iteration), TrainExample)
     init = None
     if iteration > 0 and params.train.init_from == "previous":
@@ -21,6 +24,8 @@ def run(params: Params, iteration: int) -> dict[str, Any]:
     if iteration == 0 and train_cfg.method != "sft":
         # Behaviour cloning has no rejected steps: iteration 0 is always SFT (as in the paper).
         train_cfg = train_cfg.model_copy(update={"method": "sft"})
-    return train_adapter(
+    res = train_adapter(
         examples, params.student, train_cfg, out_dir=paths.model(iteration), init_adapter=init, progress=True
     )
+    write_json(paths.stage_metrics("train", iteration), res)
+    return res
