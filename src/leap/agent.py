@@ -121,6 +121,28 @@ class FunctionTeacher:
         return out
 
 
+class ReplayPolicy:
+    """Plays recorded action sequences (a dataset's expert actions), one per task, with no reason.
+
+    A task without a sequence, or one whose sequence has ended, gets an empty action (the runner
+    counts it as unparsable and the episode goes on to its horizon)."""
+
+    privileged = False
+
+    def __init__(self, plans: dict[str, list[str]], policy_id: str = "dataset") -> None:
+        self.plans = plans
+        self.policy_id = policy_id
+
+    def act(self, contexts: list[StepContext]) -> list[PolicyOutput]:
+        out = []
+        for ctx in contexts:
+            plan = self.plans.get(ctx.task.task_id, [])
+            t = len(ctx.history)
+            action = plan[t] if t < len(plan) else ""
+            out.append(PolicyOutput(reason="", action=action, parse_ok=bool(action)))
+        return out
+
+
 def contexts_from_trajectory(
     traj: Trajectory, privileged_state: PrivilegedState | None = None, task: Task | None = None
 ) -> list[StepContext]:

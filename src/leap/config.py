@@ -212,13 +212,19 @@ class TeacherParams(Strict):
 
 
 class DemoParams(Strict):
+    source: Literal["oracle", "dataset"] = Field(
+        default="oracle",
+        description="oracle: the environment's oracle plays each task and writes its reasons; dataset: "
+        "the dataset's expert actions (PrivilegedState.plan, e.g. ALFWorld's walkthrough) are replayed "
+        "and the configured teacher (teacher.kind) writes the reasons, cached like corrections",
+    )
     n_tasks: int | None = Field(default=None, ge=1, description="train tasks with demonstrations; null: all")
     privilege_level: int = Field(
         default=2,
         ge=0,
         le=4,
-        description="the oracle demonstrator's level: its actions follow the plan from λ1 up, "
-        "its reasons stay realizable below λ4",
+        description="the demonstrator's (or, for source: dataset, the annotating teacher's) level: "
+        "the oracle's actions follow the plan from λ1 up, its reasons stay realizable below λ4",
     )
 
 

@@ -1,7 +1,10 @@
-"""Write the missing reasons of demonstrations that only have actions (e.g. expert action logs)."""
+"""Write the missing reasons of demonstrations that only have actions (a dataset's expert actions).
+
+Used by the demos stage with ``demos.source: dataset``; LLM teachers are cached as for corrections."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -21,10 +24,12 @@ def annotate_reasons(
 ) -> list[Trajectory]:
     """Copies of ``trajectories`` whose steps without a reason get one from ``teacher``.
 
-    LLM teachers (``annotate``) write the reason for the given action. Other teachers are asked
-    for a step from scratch and their reason is kept only when their action is the demonstrated
-    one. A step that could not be annotated keeps an empty reason and is counted in the log and
-    in ``Trajectory.error`` ("annotation: ..."), never dropped silently.
+    LLM teachers (``annotate``) write the reason for the given action. Other teachers (oracles) are
+    asked for the step with the demonstrated action given as the expert's next action
+    (``ctx.privileged["expert_action"]``, which oracles follow from λ1 or λ2 up), and their reason
+    is kept only when their action is the demonstrated one. A step that could not be annotated
+    keeps an empty reason and is counted in the log and in ``Trajectory.error`` ("annotation:
+    ..."), never dropped silently.
     """
     out = [t.model_copy(deep=True) for t in trajectories]
     todo: list[tuple[int, int, StepContext, str]] = []
@@ -57,7 +62,8 @@ def annotate_reasons(
 def _reasons(teacher: Any, chunk: list[tuple[int, int, StepContext, str]]) -> list[str | TeacherError]:
     if hasattr(teacher, "annotate"):
         return teacher.annotate([(ctx, action) for _, _, ctx, action in chunk])
-    results = teacher.correct([(ctx, None) for _, _, ctx, _ in chunk])
+    asks = [(_with_expert_action(ctx, action), None) for _, _, ctx, action in chunk]
+    results = teacher.correct(asks)
     out: list[str | TeacherError] = []
     for (_, _, _, action), res in zip(chunk, results, strict=True):
         if isinstance(res, StepLabel) and res.action.strip() == action.strip():
@@ -67,3 +73,7 @@ def _reasons(teacher: Any, chunk: list[tuple[int, int, StepContext, str]]) -> li
         else:
             out.append(res)
     return out
+
+
+def _with_expert_action(ctx: StepContext, action: str) -> StepContext:
+    return dataclasses.replace(ctx, privileged={**(ctx.privileged or {}), "expert_action": action})

@@ -34,22 +34,26 @@ def _local_chat_kw(params: Params, iteration: int | None) -> dict[str, Any]:
     return kw
 
 
-def build_teacher(params: Params, iteration: int | None = None) -> Teacher:
-    """oracle | openai | local, at teacher.privilege_level; every one has ``stats()``.
+def build_teacher(
+    params: Params, iteration: int | None = None, *, privilege_level: int | None = None
+) -> Teacher:
+    """oracle | openai | local, at teacher.privilege_level (or ``privilege_level``); every one has
+    ``stats()``.
 
     ``iteration`` (the correct stage's i) matters only for ``teacher.local.model: student``,
     where the teacher is the student of iteration i-1 given the privileged hints.
     """
     tp = params.teacher
+    level = tp.privilege_level if privilege_level is None else privilege_level
     if tp.kind == "oracle":
         from leap.teachers.oracle import OracleTeacher
 
-        return CountingTeacher(OracleTeacher(tp.privilege_level))
+        return CountingTeacher(OracleTeacher(level))
     if tp.kind == "openai":
         from leap.teachers.llm import OpenAITeacher
 
         return OpenAITeacher(
-            tp.openai, tp.privilege_level, cache_dir=tp.cache_dir, snap_threshold=params.env.snap_threshold
+            tp.openai, level, cache_dir=tp.cache_dir, snap_threshold=params.env.snap_threshold
         )
     if tp.kind == "local":
         from leap.teachers.local import LocalTeacher
@@ -57,12 +61,10 @@ def build_teacher(params: Params, iteration: int | None = None) -> Teacher:
         kw = _local_chat_kw(params, iteration)
         if not kw:
             return LocalTeacher(
-                tp.local, tp.privilege_level, cache_dir=tp.cache_dir, snap_threshold=params.env.snap_threshold
+                tp.local, level, cache_dir=tp.cache_dir, snap_threshold=params.env.snap_threshold
             )
         lp = tp.local.model_copy(update={"model": kw.pop("model"), "gguf_file": kw.pop("gguf_file")})
-        return LocalTeacher(
-            lp, tp.privilege_level, cache_dir=tp.cache_dir, snap_threshold=params.env.snap_threshold, **kw
-        )
+        return LocalTeacher(lp, level, cache_dir=tp.cache_dir, snap_threshold=params.env.snap_threshold, **kw)
     raise ValueError(f"unknown teacher.kind {tp.kind!r}")
 
 
