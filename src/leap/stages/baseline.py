@@ -3,6 +3,8 @@ teacher as a ReAct agent), on the same evaluation splits as the student."""
 
 from __future__ import annotations
 
+import re
+
 from leap import paths
 from leap.agent import Policy, TeacherPolicy
 from leap.config import Params
@@ -32,7 +34,8 @@ def run(params: Params) -> dict[str, dict[str, EvalResult]]:
     all_trajs: list[Trajectory] = []
     results: dict[str, dict[str, EvalResult]] = {}
     for policy in policies(params):
-        part = out.with_name(f"{policy.policy_id.replace(':', '_')}.jsonl")
+        # A policy id may hold a model path ("react:local:/models/x"): the file name must not.
+        part = out.with_name(re.sub(r"[^A-Za-z0-9_.-]+", "_", policy.policy_id) + ".jsonl")
         trajs, res = evaluate_policy(params, policy, None, part, inputs_key(params, *deps))
         finish_journal(part)
         all_trajs += trajs

@@ -21,14 +21,8 @@ from leap.agent import Policy, ReplayPolicy, TeacherPolicy
 from leap.config import Params
 from leap.io import write_jsonl
 from leap.records import PrivilegedState, Task, Trajectory
-from leap.stages.common import (
-    finish_journal,
-    inputs_key,
-    load_privileged,
-    load_tasks,
-    run_with_journal,
-    seed_everything,
-)
+from leap.stages.common import finish_journal, inputs_key, load_privileged, load_tasks, seed_everything
+from leap.stages.episodes import run_with_journal
 
 log = logging.getLogger(__name__)
 

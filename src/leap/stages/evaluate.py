@@ -10,14 +10,8 @@ from leap.config import Params
 from leap.io import write_json, write_jsonl
 from leap.metrics import summarize
 from leap.records import EvalResult, Trajectory
-from leap.stages.common import (
-    finish_journal,
-    inputs_key,
-    load_tasks,
-    run_with_journal,
-    seed_everything,
-    student_policy,
-)
+from leap.stages.common import finish_journal, inputs_key, load_tasks, seed_everything
+from leap.stages.episodes import run_with_journal, student_policy
 
 
 def evaluate_policy(

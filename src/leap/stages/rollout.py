@@ -6,14 +6,8 @@ from leap import paths
 from leap.config import Params
 from leap.io import write_jsonl
 from leap.metrics import summarize
-from leap.stages.common import (
-    finish_journal,
-    inputs_key,
-    load_tasks,
-    run_with_journal,
-    seed_everything,
-    student_policy,
-)
+from leap.stages.common import finish_journal, inputs_key, load_tasks, seed_everything
+from leap.stages.episodes import run_with_journal, student_policy
 
 
 def run(params: Params, iteration: int) -> dict[str, float]:

@@ -1,0 +1,64 @@
+"""Helpers of the stages that play episodes: the environment factory, the student policy and
+the journaled episode runner (the one episode loop, :func:`leap.rollout.run_episodes`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from leap import paths
+from leap.agent import Policy
+from leap.config import Params
+from leap.envs.base import Environment, make_env
+from leap.io import JsonlAppender
+from leap.records import PrivilegedState, Task, Trajectory
+from leap.rollout import run_episodes
+
+
+def env_factory(params: Params) -> Callable[[], Environment]:
+    # The one place stages create environments: where worker processes would plug in.
+    return lambda: make_env(params.env.name, params.env)
+
+
+def student_policy(params: Params, iteration: int) -> Policy:
+    from leap.students.policy import StudentPolicy
+
+    adapter = paths.model(iteration)
+    if not adapter.exists():
+        raise FileNotFoundError(f"{adapter}: no trained student for iteration {iteration} (run `leap train`)")
+    return StudentPolicy(
+        params.student,
+        adapter,
+        policy_id=f"student:iter_{iteration}",
+        snap_threshold=params.env.snap_threshold,
+    )
+
+
+def run_with_journal(
+    out: Path,
+    tasks: list[Task],
+    policy: Policy,
+    params: Params,
+    *,
+    iteration: int | None,
+    privileged: dict[str, PrivilegedState] | None = None,
+    desc: str,
+    key: str,
+) -> list[Trajectory]:
+    """Run episodes, journaling finished ones beside ``out`` so a killed stage resumes."""
+    for stale in paths.stale_journals(out):
+        if stale != paths.journal(out, key):
+            stale.unlink()
+    journal = JsonlAppender(paths.journal(out, key), Trajectory)
+    trajs = run_episodes(
+        tasks,
+        policy,
+        env_factory(params),
+        horizon=params.env.horizon,
+        batch_size=params.student.batch_size,
+        privileged=privileged,
+        iteration=iteration,
+        journal=journal,
+        desc=desc,
+    )
+    return trajs
