@@ -114,10 +114,11 @@ def test_params_yaml_has_every_key_dvc_tracks(env_name: str) -> None:
     """DVC reads tracked params from params.yaml itself: a missing key fails `dvc repro`."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     for key in sorted(_dvc_param_keys()):
-        node = raw
-        for part in key.replace("${env.name}", env_name).split("."):
-            assert isinstance(node, dict) and part in node, f"params.yaml lacks '{key}' (for env {env_name})"
-            node = node[part]
+        for i in raw["loop"]["iterations"] if "${key}" in key else [None]:
+            node = raw
+            for part in key.replace("${env.name}", env_name).replace("${key}", str(i)).split("."):
+                assert isinstance(node, dict) and part in node, f"params.yaml lacks '{key}' (env {env_name})"
+                node = node[part]
 
 
 def test_integer_iteration_keys_are_refused(tmp_path: Path) -> None:

@@ -448,18 +448,29 @@ def _exp_overrides(experiment: Path) -> list[str]:
     return [a for o in dvc_overrides(_state["params"], experiment) for a in ("-S", o)]
 
 
-def _mount_optional() -> None:
-    """Sub-commands contributed by environments (their registration's ``cli``) and teachers."""
+_MOUNTED: set[str] = set()
+
+
+def mount_env_commands() -> None:
+    """`leap <env> ...` for every registered environment with a CLI (idempotent: an environment
+    registered after this module was imported is mounted by calling it again)."""
     from leap.envs.base import registered, spec
 
     for name in registered():
         env = spec(name)
-        if env.cli is None:
+        if env.cli is None or name in _MOUNTED:
             continue
         try:
             app.add_typer(env.cli_app(), name=name, help=env.cli_help)
         except ImportError as e:  # an optional engine missing: the rest of the CLI still works
             log.debug("no `leap %s` commands: %s", name, e)
+            continue
+        _MOUNTED.add(name)
+
+
+def _mount_optional() -> None:
+    """Sub-commands contributed by environments and teachers."""
+    mount_env_commands()
     try:
         from leap.teachers.serve import serve
 
