@@ -140,7 +140,7 @@ def test_serve_answers_the_openai_client(served_tiny: BackgroundServer) -> None:
 
 def test_openai_teacher_against_leap_serve(served_tiny: BackgroundServer, tmp_path: Path) -> None:
     p = OpenAITeacherParams(model="tiny", base_url=served_tiny.base_url, api_key_env="LEAP_UNSET_KEY_VAR")
-    teacher = OpenAITeacher(p, 2, cache_dir=str(tmp_path), backoff_s=0.01)
+    teacher = OpenAITeacher(p, 2, cache_dir=str(tmp_path))
     (res,) = teacher.correct([(alfworld_ctx(), None)])
     # The random model's text is not a valid reply, but the round trip and usage accounting work.
     assert isinstance(res, StepLabel | TeacherError)

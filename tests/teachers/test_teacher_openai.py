@@ -27,7 +27,7 @@ def make_teacher(fake: FakeOpenAI, tmp_path: Path, level: int = 2, **over: Any) 
         api_key_env=KEY_ENV,
         **{"timeout_s": 5.0, "max_retries": 2, "concurrency": 4, **over},
     )
-    return OpenAITeacher(p, level, cache_dir=str(tmp_path / "cache"), backoff_s=0.01, **backend_kw)
+    return OpenAITeacher(p, level, cache_dir=str(tmp_path / "cache"), **backend_kw)
 
 
 @pytest.fixture(autouse=True)
@@ -110,6 +110,14 @@ def test_rate_limit_then_success_is_retried(fake_openai: FakeOpenAI, tmp_path: P
     assert len(fake_openai.requests) == 2
     st = teacher.stats()
     assert st["retries"] == 1 and st["attempts"] == 2 and st["calls"] == 1 and st["errors"] == 0
+
+
+def test_retry_after_is_honoured(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    fake_openai.script(Reply(status=503, body={"error": {"message": "busy"}}, headers={"retry-after": "1.2"}))
+    t0 = time.monotonic()
+    (res,) = make_teacher(fake_openai, tmp_path, concurrency=1).correct(_items(1))
+    assert isinstance(res, StepLabel) and time.monotonic() - t0 >= 1.1
+    assert len(fake_openai.requests) == 2
 
 
 def test_server_errors_exhaust_retries(fake_openai: FakeOpenAI, tmp_path: Path) -> None:

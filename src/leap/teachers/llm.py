@@ -1,19 +1,20 @@
 """A teacher behind any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, `leap serve`, ...).
 
-Requests run in a thread pool bounded by ``concurrency``; 429/408/409/5xx, timeouts and connection
-errors are retried with exponential backoff (honouring Retry-After); every item that still fails
-comes back as a TeacherError. The API key is read from the environment variable *named* in the
-params, lives only inside the client, and is scrubbed from every message this module produces.
+Requests run in a thread pool bounded by ``concurrency``. The openai client retries what is worth
+retrying (408/409/429/5xx, timeouts, connection errors) ``max_retries`` times with its exponential
+backoff, honouring Retry-After; every item that still fails comes back as a TeacherError. On top of
+it: a circuit breaker (an unreachable endpoint is not asked again for the rest of the batch) and
+endpoint quirks learnt from a 400 (no ``response_format``, ``max_completion_tokens``). The API key is
+read from the environment variable *named* in the params, lives only inside the client, and is
+scrubbed from every message this module produces.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import re
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
@@ -28,7 +29,6 @@ from leap.teachers.chat import ChatMessages, ChatResult, ChatTeacher
 
 log = logging.getLogger(__name__)
 
-_RETRY_STATUS = {408, 409, 429}
 _KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-*.]{4,}|Bearer\s+\S+)")
 
 
@@ -53,19 +53,14 @@ class Redactor:
         return "Redactor(***)"
 
 
-def _retryable(e: Exception) -> bool:
-    if isinstance(e, openai.APIConnectionError):  # includes APITimeoutError
-        return True
-    return isinstance(e, openai.APIStatusError) and (e.status_code in _RETRY_STATUS or e.status_code >= 500)
-
-
-def _retry_after(e: Exception) -> float | None:
+def _attempts(e: openai.APIError) -> int:
+    """Requests the client sent for a failed call: it numbers its retries in a request header."""
     response = getattr(e, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
+    request = response.request if response is not None else getattr(e, "request", None)
     try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
+        return int(request.headers.get("x-stainless-retry-count", 0)) + 1
+    except (AttributeError, TypeError, ValueError):
+        return 1
 
 
 class OpenAIChat:
@@ -76,8 +71,6 @@ class OpenAIChat:
         params: OpenAITeacherParams,
         *,
         json_mode: bool = True,
-        backoff_s: float = 0.5,
-        max_backoff_s: float = 20.0,
         circuit_breaker: int = 4,
     ) -> None:
         key = os.environ.get(params.api_key_env)
@@ -92,12 +85,10 @@ class OpenAIChat:
         self.name = f"openai:{params.model}"
         self._redact = Redactor(key)
         self._client = openai.OpenAI(
-            api_key=key, base_url=params.base_url, timeout=params.timeout_s, max_retries=0
+            api_key=key, base_url=params.base_url, timeout=params.timeout_s, max_retries=params.max_retries
         )
         self.base_url = str(self._client.base_url)
         self.json_mode = json_mode
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
         self.circuit_breaker = circuit_breaker
         # Endpoint quirks learnt from 400 replies (e.g. no response_format): per client, thread-safe.
         self._use_json_mode = json_mode
@@ -178,53 +169,36 @@ class OpenAIChat:
                 f"({down} requests in a row failed to connect)"
             )
         stats.add(calls=1)
-        attempts = self.params.max_retries + 1
-        last: Exception | None = None
         adaptations = 0
-        attempt = 0
-        while attempt < attempts:
-            stats.add(attempts=1)
+        while True:
             try:
-                resp = self._client.chat.completions.create(**self._kwargs(messages))
-            except openai.BadRequestError as e:
+                raw = self._client.chat.completions.with_raw_response.create(**self._kwargs(messages))
+            except openai.BadRequestError as e:  # not retried by the client: maybe an endpoint quirk
+                stats.add(attempts=1)
                 if adaptations < 2 and self._adapt(e):
                     adaptations += 1
                     continue
                 return TeacherError(f"{self.name}: request rejected: {self._describe(e)}")
             except openai.APIError as e:
-                if not _retryable(e):
-                    return TeacherError(f"{self.name}: request failed: {self._describe(e)}")
-                last = e
-                attempt += 1
-                if attempt < attempts:
-                    delay = self._delay(attempt, e)
-                    log.warning(
-                        "%s: %s; retry %d/%d in %.2fs",
-                        self.name,
-                        self._describe(e),
-                        attempt,
-                        attempts - 1,
-                        delay,
-                    )
-                    stats.add(retries=1)
-                    time.sleep(delay)
-                continue
+                tries = _attempts(e)
+                stats.add(attempts=tries, retries=tries - 1)
+                if isinstance(e, openai.APIConnectionError):  # includes timeouts
+                    with self._lock:
+                        self._consecutive_down += 1
+                if tries > 1 or isinstance(e, openai.APIConnectionError):
+                    return TeacherError(f"{self.name}: failed after {tries} attempt(s): {self._describe(e)}")
+                return TeacherError(f"{self.name}: request failed: {self._describe(e)}")
             except Exception as e:  # e.g. a body the SDK cannot decode
+                stats.add(attempts=1)
                 return TeacherError(f"{self.name}: malformed response: {self._describe(e)}")
+            stats.add(attempts=raw.retries_taken + 1, retries=raw.retries_taken)
             with self._lock:
                 self._consecutive_down = 0
+            try:
+                resp = raw.parse()
+            except Exception as e:
+                return TeacherError(f"{self.name}: malformed response: {self._describe(e)}")
             return self._result(resp, stats)
-        assert last is not None
-        if isinstance(last, openai.APIConnectionError):
-            with self._lock:
-                self._consecutive_down += 1
-        return TeacherError(f"{self.name}: failed after {attempts} attempt(s): {self._describe(last)}")
-
-    def _delay(self, attempt: int, e: Exception) -> float:
-        hinted = _retry_after(e)
-        if hinted is not None:
-            return min(self.max_backoff_s, max(0.0, hinted))
-        return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
     def _result(self, resp: Any, stats: TeacherStats) -> ChatResult | TeacherError:
         try:
