@@ -288,6 +288,37 @@ def check_params() -> None:
     )
 
 
+class _Quit(BaseException):
+    """The player stops (a BaseException: the episode runner records Exceptions as failures)."""
+
+
+class _PlayPolicy:
+    """A person at the keyboard, or the oracle narrated, as a policy for the shared episode runner."""
+
+    def __init__(self, oracle: Any = None) -> None:
+        self.oracle = oracle
+        self.privileged = oracle is not None
+        self.policy_id = oracle.policy_id if oracle is not None else "human"
+
+    def act(self, contexts: list[Any]) -> list[Any]:
+        from leap.agent import PolicyOutput
+
+        (ctx,) = contexts
+        typer.echo(f"\n{ctx.observation}")
+        if ctx.admissible_actions:
+            typer.secho("  actions: " + ", ".join(ctx.admissible_actions[:40]), dim=True)
+        if self.oracle is not None:
+            (out,) = self.oracle.act([ctx])
+            if not out.parse_ok:
+                raise _Quit(out.raw_output)
+            typer.secho(f"> Reason: {out.reason}\n> Action: {out.action}", fg=typer.colors.CYAN)
+            return [out]
+        action = typer.prompt(">", prompt_suffix=" ")
+        if action.strip() == "quit":
+            raise _Quit()
+        return [PolicyOutput(reason="", action=action)]
+
+
 @app.command()
 def play(
     split: Annotated[str, typer.Option(help="split to take the task from")] = "train",
@@ -295,10 +326,10 @@ def play(
     oracle: Annotated[int | None, typer.Option(help="let the oracle play at this privilege level")] = None,
 ) -> None:
     """Play a task by hand (type actions; `quit` to stop), or watch the oracle play it."""
-    from leap.agent import StepContext
-    from leap.envs.base import make_env
-    from leap.records import Step, StepLabel
+    from leap.agent import TeacherPolicy
+    from leap.rollout import run_episodes
     from leap.stages.common import load_privileged, load_tasks
+    from leap.stages.episodes import env_factory
     from leap.teachers.oracle import OracleTeacher
 
     params = _params()
@@ -309,40 +340,31 @@ def play(
     if not 0 <= index < len(tasks):
         _fail(f"split '{split}' has {len(tasks)} tasks; index {index} is out of range")
     task = tasks[index]
-    env = make_env(params.env.name, params.env)
-    obs, info = env.reset(task)
-    teacher = OracleTeacher(oracle) if oracle is not None else None
-    priv = load_privileged("train").get(task.task_id) if (teacher and split == "train") else None
-    history: list[Step] = []
+    teacher = TeacherPolicy(OracleTeacher(oracle)) if oracle is not None else None
+    privileged = load_privileged("train") if (teacher and split == "train") else None
     typer.secho(f"[{task.task_id}] {task.instruction}", bold=True)
-    for _ in range(params.env.horizon):
-        typer.echo(f"\n{obs}")
-        if info.get("admissible_actions"):
-            typer.secho("  actions: " + ", ".join(info["admissible_actions"][:40]), dim=True)
-        if teacher is not None:
-            ctx = StepContext(
-                task, history, obs, info.get("admissible_actions"), info.get("privileged"), priv
-            )
-            res = teacher.correct([(ctx, None)])[0]
-            if not isinstance(res, StepLabel):
-                _fail(str(res))
-            typer.secho(f"> Reason: {res.reason}\n> Action: {res.action}", fg=typer.colors.CYAN)
-            action, reason = res.action, res.reason
-        else:
-            action, reason = typer.prompt(">", prompt_suffix=" "), ""
-            if action.strip() == "quit":
-                break
-        history.append(Step(observation=obs, reason=reason, action=action))
-        obs, _reward, term, trunc, info = env.step(action)
-        if term or trunc:
-            typer.echo(f"\n{obs}")
-            break
-    won = bool(info.get("won"))
+    try:
+        (traj,) = run_episodes(
+            [task],
+            _PlayPolicy(teacher),
+            env_factory(params),
+            horizon=params.env.horizon,
+            batch_size=1,
+            privileged=privileged,
+            progress=False,
+        )
+    except _Quit as stop:
+        if stop.args:
+            _fail(str(stop.args[0]))
+        typer.secho("\nstopped", fg=typer.colors.YELLOW)
+        return
+    if traj.error:
+        _fail(traj.error)
+    typer.echo(f"\n{traj.final_observation}")
     typer.secho(
-        f"\n{'WON' if won else 'not solved'} after {len(history)} actions; score {info.get('score', 0.0)}",
-        fg=typer.colors.GREEN if won else typer.colors.YELLOW,
+        f"\n{'WON' if traj.success else 'not solved'} after {traj.num_actions} actions; score {traj.reward}",
+        fg=typer.colors.GREEN if traj.success else typer.colors.YELLOW,
     )
-    env.close()
 
 
 @app.command()
@@ -418,6 +440,52 @@ def compare(
     Console().print(t)
     cmp.plot(rows, metric, by, out)
     typer.echo(f"plot: {out}")
+
+
+@app.command("leak-report")
+def leak_report(
+    trajectories: Annotated[Path, typer.Argument(help="JSONL of Trajectory records (demos, rollouts)")],
+    privileged: Annotated[Path | None, typer.Option(help="JSONL of PrivilegedState records")] = None,
+    max_steps: Annotated[int, typer.Option(help="decision points sampled (first trajectories first)")] = 200,
+    levels: Annotated[str, typer.Option(help="comma-separated privilege levels")] = "0,1,2,3,4",
+    teacher: Annotated[
+        str, typer.Option(help="'oracle' or 'configured' (the teacher section of --params)")
+    ] = "oracle",
+    out: Annotated[Path | None, typer.Option(help="write the report here as JSON")] = None,
+) -> None:
+    """Leak rate of the teacher's reasons at each privilege level on a sample of recorded steps."""
+    from leap.teachers.leak_report import leak_report as report
+
+    try:
+        report(
+            trajectories,
+            privileged,
+            max_steps=max_steps,
+            levels=[int(x) for x in levels.split(",")],
+            teacher=teacher,
+            params=_params() if teacher == "configured" else None,
+            out=out,
+            echo=typer.echo,
+        )
+    except (RecordError, ValueError) as e:
+        _fail(str(e))
+
+
+@app.command()
+def bench(
+    model: Annotated[str, typer.Option(help="student model (as student.model)")] = "smollm2-135m-instruct",
+    n_train: Annotated[int, typer.Option(help="training examples")] = 50,
+    n_gen: Annotated[int, typer.Option(help="prompts generated")] = 16,
+    batch_size: Annotated[int, typer.Option(help="generation batch")] = 8,
+    max_new_tokens: Annotated[int, typer.Option()] = 48,
+    sections: Annotated[str, typer.Option(help="comma-separated subset of load,gen,train,adapter")] = (
+        "load,gen,train,adapter"
+    ),
+) -> None:
+    """The student's costs: model load, batched vs single generation, LoRA training (JSON lines)."""
+    from leap.students.bench import run
+
+    run(model, n_train, n_gen, batch_size, max_new_tokens, set(sections.split(",")))
 
 
 @exp_app.command("show")

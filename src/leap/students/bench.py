@@ -1,7 +1,7 @@
 """Measure the student's costs: model load, generation (batched vs one at a time, merged
 vs unmerged adapter) and LoRA training throughput.
 
-    python -m leap.students.bench [--model smollm2-135m-instruct] [--n-train 50] [--n-gen 16]
+    leap bench [--model smollm2-135m-instruct] [--n-train 50] [--n-gen 16] [--sections load,gen]
 
 Prints one JSON line per section (wall and CPU seconds: the CPU figure is
 less sensitive to other processes sharing the machine). Prompts are realistic student
@@ -10,7 +10,6 @@ prompts (ALFWorld-like, ~300 tokens).
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -110,17 +109,17 @@ def _gen_bench(model: Any, tok: Any, prompts: list[list[Message]], batch_size: i
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--n-train", type=int, default=50)
-    ap.add_argument("--n-gen", type=int, default=16)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--max-new-tokens", type=int, default=48)
-    ap.add_argument("--sections", default="load,gen,train,adapter", help="comma-separated subset to run")
-    args = ap.parse_args()
-    sections = set(args.sections.split(","))
-    params = StudentParams(model=args.model)
+def run(
+    model: str = "smollm2-135m-instruct",
+    n_train: int = 50,
+    n_gen: int = 16,
+    batch_size: int = 8,
+    max_new_tokens: int = 48,
+    sections: set[str] | None = None,
+) -> None:
+    """Print one JSON line per section of ``sections`` (load, gen, train, adapter; default all)."""
+    sections = sections or {"load", "gen", "train", "adapter"}
+    params = StudentParams(model=model)
     print(json.dumps({"torch_threads": torch.get_num_threads()}), flush=True)
 
     if "load" in sections:
@@ -137,11 +136,11 @@ def main() -> None:
                 "cpu_s": round(time.process_time() - c0, 2),
             },
         )
-    prompts = [build_messages(sample_context(i), params) for i in range(args.n_gen)]
+    prompts = [build_messages(sample_context(i), params) for i in range(n_gen)]
     if "gen" in sections:
         model, tok = load_student(params)
-        _emit("gen_base_batched", _gen_bench(model, tok, prompts, args.batch_size, args.max_new_tokens))
-        _emit("gen_base_single", _gen_bench(model, tok, prompts[:8], 1, args.max_new_tokens))
+        _emit("gen_base_batched", _gen_bench(model, tok, prompts, batch_size, max_new_tokens))
+        _emit("gen_base_single", _gen_bench(model, tok, prompts[:8], 1, max_new_tokens))
     with tempfile.TemporaryDirectory() as tmp:
         from leap.training import train_adapter
 
@@ -149,7 +148,7 @@ def main() -> None:
         if "train" in sections or "adapter" in sections:
             c0 = time.process_time()
             m = train_adapter(
-                sample_examples(args.n_train, params),
+                sample_examples(n_train, params),
                 params,
                 TrainParams(epochs=1, batch_size=8),
                 adapter,
@@ -161,10 +160,6 @@ def main() -> None:
             for merge in (True, False):
                 model, tok = load_student(params, adapter, merge=merge)
                 key = "gen_adapter_merged" if merge else "gen_adapter_unmerged"
-                _emit(key, _gen_bench(model, tok, prompts, args.batch_size, args.max_new_tokens))
+                _emit(key, _gen_bench(model, tok, prompts, batch_size, max_new_tokens))
                 key = key + "_single"
-                _emit(key, _gen_bench(model, tok, prompts[:8], 1, args.max_new_tokens))
-
-
-if __name__ == "__main__":
-    main()
+                _emit(key, _gen_bench(model, tok, prompts[:8], 1, max_new_tokens))

@@ -1,6 +1,6 @@
-"""Leak rate per privilege level on a sample of recorded trajectories.
+"""Leak rate per privilege level on a sample of recorded trajectories (`leap leak-report`).
 
-    python -m leap.teachers.leak_report data/iter_0/demos.jsonl \\
+    leap leak-report data/iter_0/demos.jsonl \\
         --privileged data/prepared/privileged/train.jsonl --max-steps 200 --out reports/leak_rates.json
 
 Every step of the first trajectories becomes a decision point; the teacher (the environment
@@ -12,12 +12,12 @@ the recorded one (as in the correct stage).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from leap.agent import StepContext, Teacher, contexts_from_trajectory
+from leap.config import Params
 from leap.io import read_jsonl, write_json
 from leap.records import PrivilegedState, StepLabel, Trajectory
 from leap.teachers.leak import measure_leak_rates
@@ -39,54 +39,42 @@ def sample_contexts(
     return ctxs, students
 
 
-def _teacher_factory(kind: str, params_path: Path, experiment: Path | None) -> Any:
+def _teacher_factory(kind: str, params: Params | None) -> Callable[[int], Teacher]:
     if kind == "oracle":
-        from leap import envs  # noqa: F401  (registers the oracles)
         from leap.teachers.oracle import OracleTeacher
 
         return OracleTeacher
-    from leap.config import load_params
+    if kind != "configured" or params is None:
+        raise ValueError(
+            f"teacher must be 'oracle' or 'configured' (the teacher section of params), not {kind!r}"
+        )
     from leap.teachers.factory import build_teacher
 
-    params = load_params(params_path, experiment)
-
-    def make(level: int) -> Teacher:
-        p = params.model_copy(deep=True)
-        p.teacher.privilege_level = level
-        return build_teacher(p)
-
-    return make
+    return lambda level: build_teacher(params, privilege_level=level)
 
 
 def leak_report(
-    trajectories: Annotated[Path, typer.Argument(help="JSONL of Trajectory records (demos, rollouts)")],
-    privileged: Annotated[Path | None, typer.Option(help="JSONL of PrivilegedState records")] = None,
-    max_steps: Annotated[int, typer.Option(help="decision points sampled (first trajectories first)")] = 200,
-    levels: Annotated[str, typer.Option(help="comma-separated privilege levels")] = "0,1,2,3,4",
-    teacher: Annotated[
-        str, typer.Option(help="'oracle' or 'configured' (teacher section of params)")
-    ] = "oracle",
-    params: Annotated[Path, typer.Option(help="params.yaml (for --teacher configured)")] = Path(
-        "params.yaml"
-    ),
-    experiment: Annotated[Path | None, typer.Option(help="experiment overrides")] = None,
-    out: Annotated[Path | None, typer.Option(help="write the report here as JSON")] = None,
+    trajectories: Path,
+    privileged: Path | None = None,
+    *,
+    max_steps: int = 200,
+    levels: list[int] | None = None,
+    teacher: str = "oracle",
+    params: Params | None = None,
+    out: Path | None = None,
+    echo: Callable[[str], None] = print,
 ) -> dict[int, dict[str, Any]]:
     """Leak rate of the teacher's reasons at each privilege level on a sample of steps."""
     trajs = read_jsonl(trajectories, Trajectory)
     priv = {p.task_id: p for p in read_jsonl(privileged, PrivilegedState)} if privileged else {}
     ctxs, students = sample_contexts(trajs, priv, max_steps)
     report = measure_leak_rates(
-        _teacher_factory(teacher, params, experiment), ctxs, [int(x) for x in levels.split(",")], students
+        _teacher_factory(teacher, params), ctxs, levels if levels is not None else range(5), students
     )
     for level, r in report.items():
-        typer.echo(f"λ{level}: leak rate {r['rate']} ({r['leaked']}/{r['n']}, {r['errors']} errors)")
+        echo(f"λ{level}: leak rate {r['rate']} ({r['leaked']}/{r['n']}, {r['errors']} errors)")
     if out is not None:
         write_json(out, {str(k): v for k, v in report.items()})
     else:
-        typer.echo(json.dumps({str(k): v["examples"] for k, v in report.items()}, indent=1))
+        echo(json.dumps({str(k): v["examples"] for k, v in report.items()}, indent=1))
     return report
-
-
-if __name__ == "__main__":
-    typer.run(leak_report)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from leap.agent import StepContext
+from leap.agent import FunctionTeacher, TeacherPolicy
 from leap.envs.alfworld.env import AlfworldEnv
 from leap.envs.alfworld.oracle import alfworld_oracle
-from leap.records import Step, StepLabel, Task
+from leap.envs.base import EnvError
+from leap.records import StepLabel, Task
+from leap.rollout import run_episodes
 
 
 @dataclass
@@ -28,30 +31,51 @@ def task_for(game_file: str | Path, split: str = "check") -> Task:
 
     game, traj = read_game(str(game_file))
     p = Path(game_file)
-    return Task(task_id=f"{p.parent.parent.name}/{p.parent.name}", env="alfworld", split=split,
-                category=traj["task_type"], instruction=_goal_from_grammar(game["grammar"]),
-                spec={"game_file": str(game_file)})
+    return Task(
+        task_id=f"{p.parent.parent.name}/{p.parent.name}",
+        env="alfworld",
+        split=split,
+        category=traj["task_type"],
+        instruction=_goal_from_grammar(game["grammar"]),
+        spec={"game_file": str(game_file)},
+    )
+
+
+class _Borrowed:
+    """The caller's environment, kept open when the episode runner closes what it used."""
+
+    def __init__(self, env: AlfworldEnv) -> None:
+        self.env = env
+        self.name = env.name
+
+    def reset(self, task: Task, *, seed: int | None = None) -> tuple[str, dict[str, Any]]:
+        return self.env.reset(task, seed=seed)
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        return self.env.step(action)
+
+    def close(self) -> None:
+        pass
 
 
 def play_oracle(env: AlfworldEnv, task: Task, level: int, horizon: int = 30) -> Episode:
-    obs, info = env.reset(task)
-    history: list[Step] = []
-    ep = Episode(task.task_id, task.category, won=False)
-    for _ in range(horizon):
-        ctx = StepContext(task=task, history=list(history), observation=obs,
-                          admissible_actions=info["admissible_actions"], privileged=info["privileged"])
-        label = alfworld_oracle(ctx, None, level)
-        ep.labels.append(label)
-        ep.secrets_seen.append(list(info["privileged"]["secrets"]))
-        ep.privileged_seen.append(dict(info["privileged"]))
-        new_obs, reward, terminated, _trunc, info = env.step(label.action)
-        history.append(Step(observation=obs, reason=label.reason, action=label.action, reward=reward,
-                            admissible_actions=ctx.admissible_actions, valid=info["valid_action"]))
-        obs = new_obs
-        if terminated:
-            ep.won = True
-            break
-    return ep
+    """One episode of the oracle at ``level`` on the shared episode runner; an engine failure
+    raises EnvError (the runner records it in the trajectory)."""
+    policy = TeacherPolicy(FunctionTeacher(alfworld_oracle, level), privileged=True)
+    (traj,) = run_episodes(
+        [task], policy, lambda: _Borrowed(env), horizon=horizon, batch_size=1, progress=False
+    )
+    if traj.error is not None:
+        raise EnvError(f"{task.task_id}: {traj.error}")
+    privileged = [dict(s.privileged or {}) for s in traj.steps]
+    return Episode(
+        task.task_id,
+        task.category,
+        won=traj.success,
+        labels=[StepLabel(reason=s.reason, action=s.action) for s in traj.steps],
+        secrets_seen=[list(p.get("secrets", [])) for p in privileged],
+        privileged_seen=privileged,
+    )
 
 
 def find_games(root: str | Path) -> list[Path]:
