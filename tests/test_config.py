@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -132,10 +133,37 @@ def test_dvc_generates_every_iteration_stage_from_params_yaml() -> None:
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "dvc", "stage", "list"], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "dvc", "stage", "list"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     stages = {line.split()[0] for line in out.splitlines() if line.strip()}
     iters = load_params(REPO / "params.yaml").loop.iterations
     for i in iters:
         for s in ("rollout", "correct", "aggregate", "train", "evaluate"):
             assert f"{s}@{i}" in stages, f"dvc.yaml generated no {s}@{i}: {sorted(stages)}"
+
+
+def test_a_bad_value_is_blamed_on_its_own_file(tmp_path: Path) -> None:
+    """An experiment that sets another key of the same section does not take the blame."""
+    base = _write(tmp_path, "seed: 0\nstudent:\n  model: m\n  max_new_tokens: many\n")
+    exp = _write(tmp_path, "description: x\nstudent:\n  model: other\n", "exp.yaml")
+    with pytest.raises(ConfigError) as e:
+        load_params(base, exp)
+    assert f"{base}:4: student.max_new_tokens" in str(e.value) and "exp.yaml" not in str(e.value)
+    # ... and the experiment is blamed for its own bad value, even inside a section params.yaml has.
+    bad = _write(tmp_path, "student:\n  temperature: -1\n", "bad.yaml")
+    with pytest.raises(ConfigError, match=rf"{bad}:2: student.temperature"):
+        load_params(_write(tmp_path, "student:\n  model: m\n"), bad)
+
+
+def test_repo_experiment_with_a_bad_params_yaml_value(tmp_path: Path) -> None:
+    """The issue's case: experiments/webshop.yaml sets student keys; the bad one is in params.yaml."""
+    text = re.sub(
+        r"(?m)^  max_new_tokens: .*$", "  max_new_tokens: forty", (REPO / "params.yaml").read_text(), count=1
+    )
+    assert "  max_new_tokens: forty" in text
+    base = _write(tmp_path, text)
+    line = text.splitlines().index("  max_new_tokens: forty") + 1
+    with pytest.raises(ConfigError) as e:
+        load_params(base, REPO / "experiments/webshop.yaml")
+    assert f"{base}:{line}: student.max_new_tokens" in str(e.value)

@@ -362,27 +362,39 @@ def validate(data: dict[str, Any], sources: list[tuple[Path, str, dict[str, Any]
         for e in err.errors():
             loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
             key = ".".join(str(p) for p in loc) or "<top level>"
-            # Name the file that set the key last (an experiment override wins over params.yaml).
-            where = str(sources[0][0]) if sources else "<params>"
-            for path, text, raw in reversed(sources):
-                if _has_path(raw, loc[:1]):
-                    line = _line_of(text, loc)
-                    where = f"{path}:{line}" if line else str(path)
-                    break
+            where = _where(loc, sources)
             got = e.get("input")
             got_s = "" if isinstance(got, dict) else f" (got {got!r})"
             lines.append(f"{where}: {key}: {e['msg']}{got_s}")
         raise ConfigError("invalid parameters:\n  " + "\n  ".join(lines)) from None
 
 
-def _has_path(raw: dict[str, Any], loc: tuple[Any, ...]) -> bool:
+def _depth(raw: dict[str, Any], loc: tuple[Any, ...]) -> int:
+    """How many leading keys of ``loc`` the raw YAML data has."""
     node: Any = raw
-    for k in loc:
-        if isinstance(node, dict) and k in node:
+    for n, k in enumerate(loc):
+        if isinstance(node, dict) and (k in node or str(k) in node):
+            node = node[k] if k in node else node[str(k)]
+        elif isinstance(node, list) and isinstance(k, int) and k < len(node):
             node = node[k]
         else:
-            return False
-    return True
+            return n
+    return len(loc)
+
+
+def _where(loc: tuple[Any, ...], sources: list[tuple[Path, str, dict[str, Any]]]) -> str:
+    """file:line of the bad value: the file that sets the deepest part of ``loc`` (of two that set
+    it equally deep, the later: an experiment overrides params.yaml)."""
+    if not sources:
+        return "<params>"
+    best, best_depth = sources[0], 0
+    for src in sources:
+        depth = _depth(src[2], loc)
+        if depth and depth >= best_depth:
+            best, best_depth = src, depth
+    path, text, _ = best
+    line = _line_of(text, loc)
+    return f"{path}:{line}" if line else str(path)
 
 
 def load_params(
