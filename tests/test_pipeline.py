@@ -111,6 +111,7 @@ def test_mlflow_has_learning_curves_and_nested_stage_runs(toy_run: Path) -> None
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{toy_run}/mlflow.db")
     exp = client.get_experiment_by_name("toy-pipeline")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs
     runs = client.search_runs([exp.experiment_id])
     pipeline = [r for r in runs if r.data.tags.get("leap.kind") == "pipeline"]
     assert len(pipeline) == 1

@@ -59,12 +59,20 @@ def _client(params: Params) -> Any:
     return mlflow.MlflowClient()
 
 
+# MLflow 3's UI opens an experiment by its kind: "custom_model_development" (machine learning) opens
+# on the training runs; an untagged one is inferred, and opened on the (empty) GenAI overview.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def _experiment_id(client: Any, name: str) -> str:
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return str(exp.experiment_id)
-    artifacts = Path("mlartifacts").resolve() / name
-    return str(client.create_experiment(name, artifact_location=artifacts.as_uri()))
+    if exp is None:
+        artifacts = Path("mlartifacts").resolve() / name
+        return str(client.create_experiment(name, artifact_location=artifacts.as_uri(), tags=EXPERIMENT_KIND))
+    for key, value in EXPERIMENT_KIND.items():
+        if key not in exp.tags:  # made before leap set the kind; a kind a user chose is kept
+            client.set_experiment_tag(exp.experiment_id, key, value)
+    return str(exp.experiment_id)
 
 
 def pipeline_run_name(params: Params) -> str:
