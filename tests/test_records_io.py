@@ -146,3 +146,40 @@ def test_journal_drops_torn_tail(tmp_path: Path) -> None:
     assert j.load() == [SAMPLES[0]]
     j.append(SAMPLES[0])
     assert j.load() == [SAMPLES[0], SAMPLES[0]]
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path: Path) -> None:
+    """A killed writer can tear a multi-byte character: a bad line like any other, not a crash."""
+    p = tmp_path / "eval.jsonl"
+    good = SAMPLES[3].model_dump_json().encode()
+    p.write_bytes(good + b"\n" + good.replace(b'"i"', b'"\xc3"') + b"\n")
+    with pytest.raises(RecordError, match=rf"{p}:2: invalid UTF-8 at byte \d+"):
+        read_jsonl(p, Trajectory)
+
+
+def test_view_reports_a_corrupt_file_without_a_traceback(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from leap.cli import app
+
+    p = tmp_path / "eval.jsonl"
+    p.write_bytes(SAMPLES[3].model_dump_json().encode()[:40] + b"\xe2\x82\n")
+    res = CliRunner().invoke(app, ["view", str(p)])
+    assert res.exit_code == 2 and (res.exception is None or isinstance(res.exception, SystemExit))
+    assert f"{p}:1: invalid UTF-8" in res.output and "Traceback" not in res.output
+
+
+def test_json_error_says_where_once(tmp_path: Path) -> None:
+    p = tmp_path / "tasks.jsonl"
+    p.write_text('{"task_id": "a\tb"}\n')  # a raw tab inside a string: "Invalid control character at"
+    with pytest.raises(RecordError) as e:
+        read_jsonl(p, Task)
+    assert str(e.value) == f"{p}:1: invalid JSON at column 15: Invalid control character"
+
+
+def test_journal_drops_a_torn_utf8_tail(tmp_path: Path) -> None:
+    j = JsonlAppender(tmp_path / "j", Task)
+    j.append(SAMPLES[0])
+    with (tmp_path / "j").open("ab") as fh:
+        fh.write(b'{"task_id": "\xe2\x82')  # killed inside a multi-byte character
+    assert j.load() == [SAMPLES[0]]

@@ -83,14 +83,21 @@ def iter_jsonl(path: str | os.PathLike[str], model: type[M]) -> Iterator[M]:
     p = Path(path)
     if not p.exists():
         raise RecordError(f"{p}: file not found (did the stage that writes it run?)")
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    # Bytes, decoded line by line: a torn multi-byte character (a killed writer) is a bad line too.
+    with p.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise RecordError(f"{p}:{lineno}: invalid UTF-8 at byte {e.start + 1} of the line") from None
             if not line.strip():
                 continue
             try:
                 data = json.loads(line)
             except json.JSONDecodeError as e:
-                raise RecordError(f"{p}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+                # json's messages may end in "at" ("Invalid control character at"): say where once.
+                msg = e.msg.removesuffix(" at")
+                raise RecordError(f"{p}:{lineno}: invalid JSON at column {e.colno}: {msg}") from None
             try:
                 yield model.model_validate(data)
             except ValidationError as e:
@@ -120,7 +127,7 @@ class JsonlAppender:
             return []
         out = []
         torn = False
-        with self.path.open(encoding="utf-8") as fh:
+        with self.path.open("rb") as fh:  # bytes: a torn UTF-8 character is a torn line too
             for line in fh:
                 try:
                     out.append(self.model.model_validate_json(line))
