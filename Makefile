@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
-.PHONY: setup run smoke test test-slow test-gpu lint ui bench bench-intercode clean-outputs intercode-root help
+.PHONY: setup run smoke test test-slow test-gpu lint format ui bench bench-intercode clean-outputs intercode-root help
 
 help:
 	@echo "make setup     install everything into $(VENV) (CPU torch pinned)"
@@ -20,6 +20,8 @@ help:
 	@echo "make test      the test suite (tiny models; < 15 min on 2 CPU cores)"
 	@echo "make test-slow the heavier tests (real SmolLM2, full sweeps)"
 	@echo "make test-gpu  QLoRA tests (need a CUDA GPU + bitsandbytes: pip install -e '.[gpu]')"
+	@echo "make lint      ruff check + ruff format --check (CI runs it before the tests)"
+	@echo "make format    ruff format + ruff check --fix"
 	@echo "make ui        MLflow UI on http://127.0.0.1:5000"
 	@echo "make bench     benchmarks (batched vs one-at-a-time rollouts)"
 	@echo "make bench-intercode  sandbox cost: a command vs host bash, a scored episode (root + bwrap)"
@@ -56,6 +58,11 @@ test-gpu: setup
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: setup
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000

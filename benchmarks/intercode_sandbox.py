@@ -70,8 +70,10 @@ def main() -> None:
             scores.append(reward)
     finally:
         env.close()
-    print(f"scored gold episode: median {_median_ms(times):.0f} ms over {len(times)} "
-          f"(reset + gold command + submit with scoring); mean score {statistics.mean(scores):.2f}")
+    print(
+        f"scored gold episode: median {_median_ms(times):.0f} ms over {len(times)} "
+        f"(reset + gold command + submit with scoring); mean score {statistics.mean(scores):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,10 @@ def test_overrides_applied_by_dvc_give_the_merged_params(exp: Path, tmp_path: Pa
 
 @pytest.mark.parametrize(
     ("iterations", "expected"),
-    [("{'1': 0}", ["loop.iterations.1=0", "~loop.iterations.2"]),
-     ("{'1': 0, '2': 1, '3': 2}", ["loop.iterations.1=0", "loop.iterations.2=1", "+loop.iterations.3=2"])],
+    [
+        ("{'1': 0}", ["loop.iterations.1=0", "~loop.iterations.2"]),
+        ("{'1': 0, '2': 1, '3': 2}", ["loop.iterations.1=0", "loop.iterations.2=1", "+loop.iterations.3=2"]),
+    ],
 )
 def test_iterations_are_replaced_whole_with_string_keys(
     iterations: str, expected: list[str], tmp_path: Path

@@ -68,4 +68,3 @@ def dvc_overrides(params_path: Path, experiment_path: Path) -> list[str]:
         base_iterations = (base.get("loop") or {}).get("iterations") or {}
         out += _iteration_overrides(dict(base_iterations), dict(new_iterations))
     return out
-

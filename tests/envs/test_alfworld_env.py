@@ -19,8 +19,15 @@ from leap.records import Task
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "alfworld"
 HAND_GAME = next(FIXTURE.rglob("game.tw-pddl"))
-HAND_PLAN = ["go to cabinet 2", "open cabinet 2", "take tomato 1 from cabinet 2", "go to fridge 1",
-             "cool tomato 1 with fridge 1", "go to diningtable 1", "move tomato 1 to diningtable 1"]
+HAND_PLAN = [
+    "go to cabinet 2",
+    "open cabinet 2",
+    "take tomato 1 from cabinet 2",
+    "go to fridge 1",
+    "cool tomato 1 with fridge 1",
+    "go to diningtable 1",
+    "move tomato 1 to diningtable 1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +92,15 @@ def test_expert_recovers_from_a_wrong_object(env, hand_task):
 
 def test_missing_and_corrupt_games_raise_env_error(env, tmp_path):
     with pytest.raises(EnvError, match="not found"):
-        env.reset(Task(task_id="x", env="alfworld", split="test", category="c",
-                       spec={"game_file": str(tmp_path / "nope" / "game.tw-pddl")}))
+        env.reset(
+            Task(
+                task_id="x",
+                env="alfworld",
+                split="test",
+                category="c",
+                spec={"game_file": str(tmp_path / "nope" / "game.tw-pddl")},
+            )
+        )
     with pytest.raises(EnvError, match="game_file"):
         env.reset(Task(task_id="x", env="alfworld", split="test", category="c", spec={}))
     bad = tmp_path / "bad"

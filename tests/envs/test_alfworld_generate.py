@@ -114,8 +114,10 @@ def test_alfworlds_own_loader_reads_the_games(source, capsys):
     """alfworld's AlfredTWEnv collects the generated split dirs as it would the official data."""
     from alfworld.agents.environment.alfred_tw_env import AlfredTWEnv
 
-    config = {"env": {"goal_desc_human_anns_prob": 0, "task_types": [1, 2, 3, 4, 5, 6]},
-              "dataset": {"data_path": str(source.root / "json_2.1.1" / "train"), "num_train_games": -1}}
+    config = {
+        "env": {"goal_desc_human_anns_prob": 0, "task_types": [1, 2, 3, 4, 5, 6]},
+        "dataset": {"data_path": str(source.root / "json_2.1.1" / "train"), "num_train_games": -1},
+    }
     tw = AlfredTWEnv(config, train_eval="train")
     assert sorted(tw.game_files) == sorted(str(f) for f in source.game_files("train"))
 

@@ -68,8 +68,14 @@ def test_oracle_levels(env, tasks):
 
 
 def _ctx(task, obs, info, history=(), privileged=None, state=None):
-    return StepContext(task=task, history=list(history), observation=obs, privileged=privileged,
-                       admissible_actions=info["admissible_actions"], privileged_state=state)
+    return StepContext(
+        task=task,
+        history=list(history),
+        observation=obs,
+        privileged=privileged,
+        admissible_actions=info["admissible_actions"],
+        privileged_state=state,
+    )
 
 
 def test_level0_reads_nothing_privileged(env, tasks):

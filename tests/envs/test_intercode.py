@@ -75,7 +75,9 @@ def test_registered_with_oracle():
 
 def test_parse_status_pairs_like_intercode():
     assert parse_status(" M testbed/a.txt\n?? testbed/new/\nD  x\n") == [
-        ("testbed/a.txt", "M"), ("testbed/new/", "??"), ("x", "D"),
+        ("testbed/a.txt", "M"),
+        ("testbed/new/", "??"),
+        ("x", "D"),
     ]
 
 
@@ -109,8 +111,12 @@ def test_first_action_equal_to_gold_earns_output_part():
 def test_tfidf_partial_credit_and_empty_outputs():
     sim = tfidf_similarity("alpha beta gamma", "alpha beta delta")
     assert 0.0 < sim < 1.0
-    total, comps, _ = score(_side("", output="alpha beta gamma"), _side("", output="alpha beta delta"),
-                            first_action="x", gold_command="y")
+    total, comps, _ = score(
+        _side("", output="alpha beta gamma"),
+        _side("", output="alpha beta delta"),
+        first_action="x",
+        gold_command="y",
+    )
     assert comps["answer_similarity"] == round(0.33 * sim, 2) and 0.67 < total < 1.0
     assert tfidf_similarity("", "") == 1.0 and tfidf_similarity("a", "") == 0.0
 
@@ -121,13 +127,21 @@ def test_tfidf_partial_credit_and_empty_outputs():
 def _ctx(gold: str, query: str, history: list[str] = (), cwd: str = "/") -> StepContext:
     from leap.records import PrivilegedState, Task
 
-    task = Task(task_id="fs1-000", env="intercode", split="train", category="fs_1", instruction=query,
-                spec={"family": 1, "index": 0})
+    task = Task(
+        task_id="fs1-000",
+        env="intercode",
+        split="train",
+        category="fs_1",
+        instruction=query,
+        spec={"family": 1, "index": 0},
+    )
     steps = [Step(observation="o", reason="r", action=a) for a in history]
-    ps = PrivilegedState(task_id=task.task_id, env="intercode", facts={"gold": gold}, plan=[gold, "submit"],
-                         secrets=[gold])
-    return StepContext(task=task, history=steps, observation="o", privileged={"gold": gold, "cwd": cwd},
-                       privileged_state=ps)
+    ps = PrivilegedState(
+        task_id=task.task_id, env="intercode", facts={"gold": gold}, plan=[gold, "submit"], secrets=[gold]
+    )
+    return StepContext(
+        task=task, history=steps, observation="o", privileged={"gold": gold, "cwd": cwd}, privileged_state=ps
+    )
 
 
 GOLD = "find /testbed -type f -name '*.txt' | xargs wc -l"
@@ -162,7 +176,9 @@ def test_generic_command_and_programs():
     assert generic_command("list files in the current directory") == "ls -la ."
     assert programs("find . -type f -exec md5sum {} + | sort | uniq -d") == ["find", "md5sum", "sort", "uniq"]
     assert programs("address=$(dig +short google.com | head -n 1) && echo $address") == [
-        "dig", "head", "echo",
+        "dig",
+        "head",
+        "echo",
     ]
 
 

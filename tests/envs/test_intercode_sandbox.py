@@ -49,8 +49,15 @@ def intercode_root(sandbox_tools: None) -> RootFS:
 @pytest.fixture(scope="module")
 def env(intercode_root: RootFS):
     # Short limits keep the hostile tests quick; they are what is being tested.
-    params = IntercodeParams(root_dir=str(intercode_root.path), command_timeout_s=3.0, memory_limit_mb=256,
-                             pids_limit=64, max_output_bytes=4096, scratch_mb=64, file_size_limit_mb=8)
+    params = IntercodeParams(
+        root_dir=str(intercode_root.path),
+        command_timeout_s=3.0,
+        memory_limit_mb=256,
+        pids_limit=64,
+        max_output_bytes=4096,
+        scratch_mb=64,
+        file_size_limit_mb=8,
+    )
     e = InterCodeEnv(params, horizon=5)
     yield e
     e.close()
@@ -86,8 +93,11 @@ def _assert_clean_next_episode(env: InterCodeEnv, canary: Path) -> None:
 def _own_cgroups(env: InterCodeEnv) -> list[Path]:
     """Cgroups this test process made that still exist."""
     assert env.host.cgroups is not None
-    return [d for parent in env.host.cgroups.parents.values()
-            for d in parent.glob(f"leap-intercode-{os.getpid()}-*")]
+    return [
+        d
+        for parent in env.host.cgroups.parents.values()
+        for d in parent.glob(f"leap-intercode-{os.getpid()}-*")
+    ]
 
 
 def _leftover_host_processes(cmdline: str) -> list[int]:
@@ -181,8 +191,9 @@ def test_big_files_are_capped(env: InterCodeEnv, canary: Path):
 def test_cannot_write_host_path(env: InterCodeEnv, canary: Path):
     env.reset(_task(1, 0))
     target = canary.parent / "written_by_agent.txt"
-    obs, _, _, _, _ = env.step(f"cat {canary}; mkdir -p {canary.parent}; echo pwned > {canary}; "
-                               f"echo pwned > {target}; cat {canary}")
+    obs, _, _, _, _ = env.step(
+        f"cat {canary}; mkdir -p {canary.parent}; echo pwned > {canary}; echo pwned > {target}; cat {canary}"
+    )
     assert "No such file" in obs and "pwned" in obs  # it wrote to its own copy of the path...
     assert canary.read_text() == "host data\n" and not target.exists()  # ...never to the host's
     _assert_clean_next_episode(env, canary)
@@ -193,8 +204,10 @@ def test_cannot_read_host_secret(env: InterCodeEnv, canary: Path, tmp_path: Path
     (tmp_path / "secret.txt").write_text(token)
     monkeypatch.setenv("LEAP_TEST_SECRET", token)
     env.reset(_task(1, 0))
-    obs, _, _, _, _ = env.step(f"cat {tmp_path}/secret.txt; env; cat /proc/*/environ 2>/dev/null | "
-                               f"tr '\\0' '\\n'; grep -rs {token} /root /tmp /home /etc | head -1")
+    obs, _, _, _, _ = env.step(
+        f"cat {tmp_path}/secret.txt; env; cat /proc/*/environ 2>/dev/null | "
+        f"tr '\\0' '\\n'; grep -rs {token} /root /tmp /home /etc | head -1"
+    )
     assert token not in obs and "No such file" in obs
     _assert_clean_next_episode(env, canary)
 
@@ -213,8 +226,10 @@ def test_kill_all_and_privileged_writes(env: InterCodeEnv, canary: Path):
     env.reset(_task(1, 0))
     obs, _, _, _, _ = env.step("kill -9 -1; echo survived")
     assert "survived" in obs
-    obs, _, _, _, _ = env.step("echo h > /proc/sysrq-trigger; echo 1 > /sys/fs/cgroup/pids/cgroup.procs; "
-                               "mount -t tmpfs none /mnt; hostname evil")
+    obs, _, _, _, _ = env.step(
+        "echo h > /proc/sysrq-trigger; echo 1 > /sys/fs/cgroup/pids/cgroup.procs; "
+        "mount -t tmpfs none /mnt; hostname evil"
+    )
     assert obs.count("Read-only file system") + obs.count("No such file") >= 2
     assert "permission denied" in obs.lower() or "Operation not permitted" in obs
     obs, _, _, _, _ = env.step("echo next")
@@ -304,8 +319,13 @@ def test_oracle_level2_solves_through_env(env: InterCodeEnv):
         obs, info = env.reset(task)
         history: list[Step] = []
         for _ in range(4):
-            ctx = StepContext(task=task, history=history, observation=obs, privileged=info["privileged"],
-                              privileged_state=ps)
+            ctx = StepContext(
+                task=task,
+                history=history,
+                observation=obs,
+                privileged=info["privileged"],
+                privileged_state=ps,
+            )
             label = oracle(ctx, None, 2)
             assert ps.facts["gold"] not in label.reason
             obs2, reward, term, trunc, info = env.step(label.action)

@@ -64,8 +64,9 @@ def test_4bit_base_loads_on_the_gpu(qstudent: StudentParams) -> None:
 
 
 def test_qlora_trainer_uses_checkpointing_and_bf16(qstudent: StudentParams, tmp_path: Path) -> None:
-    trainer = build_trainer(EXAMPLES, qstudent, TrainParams(method="sft", epochs=1, batch_size=4), tmp_path,
-                            progress=False)
+    trainer = build_trainer(
+        EXAMPLES, qstudent, TrainParams(method="sft", epochs=1, batch_size=4), tmp_path, progress=False
+    )
     assert trainer.args.gradient_checkpointing and trainer.args.per_device_train_batch_size == 4
     assert _n_4bit(trainer.model) == 14
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]

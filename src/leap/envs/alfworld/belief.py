@@ -27,9 +27,11 @@ _GOALS = [
     ("look_at_obj_in_light", r"examine the (\w+) with the (\w+)"),
     ("pick_and_place_simple", r"put (?:a|some|the) (\w+) (?:in|on) (\w+)"),
 ]
-APPLIANCE = {"pick_clean_then_place_in_recep": ("sinkbasin", "clean"),
-             "pick_heat_then_place_in_recep": ("microwave", "heat"),
-             "pick_cool_then_place_in_recep": ("fridge", "cool")}
+APPLIANCE = {
+    "pick_clean_then_place_in_recep": ("sinkbasin", "clean"),
+    "pick_heat_then_place_in_recep": ("microwave", "heat"),
+    "pick_cool_then_place_in_recep": ("fridge", "cool"),
+}
 LAMP_HOLDERS = ("desk", "sidetable", "dresser", "shelf", "nightstand")
 _CONTENTS = re.compile(r"(?:On the (.+?), you see|The (.+?) is open\. In it, you see) (.*?)\.(?:\s|$)")
 
@@ -89,8 +91,9 @@ def likely_receptacles(obj: str) -> frozenset[str]:
     """Receptacle classes that commonly hold ``obj`` (alfworld.gen.constants), lower case."""
     import alfworld.gen.constants as c
 
-    return frozenset(r.lower() for r, objs in c.VAL_RECEPTACLE_OBJECTS.items()
-                     if obj in {o.lower() for o in objs})
+    return frozenset(
+        r.lower() for r, objs in c.VAL_RECEPTACLE_OBJECTS.items() if obj in {o.lower() for o in objs}
+    )
 
 
 @cache
@@ -101,7 +104,7 @@ def openable_classes() -> frozenset[str]:
 
 
 def cls_of(name: str) -> str:
-    """"apple 1" -> "apple"."""
+    """ "apple 1" -> "apple"."""
     return name.rsplit(" ", 1)[0] if name[-1:].isdigit() else name
 
 
@@ -162,9 +165,9 @@ class Belief:
         if result.strip() == "Nothing happens.":
             return
         if action.startswith("go to "):
-            self.at = action[len("go to "):]
+            self.at = action[len("go to ") :]
         elif action.startswith("examine ") and re.match(r"(On the|The) ", result):
-            self.at = action[len("examine "):]  # receptacles sharing a spot are examined, not gone to
+            self.at = action[len("examine ") :]  # receptacles sharing a spot are examined, not gone to
         m = re.match(r"You pick up the (.+?) from the (.+?)\.", result)
         if m:
             obj, recep = m.groups()
@@ -184,7 +187,7 @@ class Belief:
         if result.startswith("You turn on the "):
             self.used_lamp = True
         if result.startswith("You close the "):
-            recep = result[len("You close the "):].rstrip(".")
+            recep = result[len("You close the ") :].rstrip(".")
             self.opened.discard(recep)
             self.closed.add(recep)
         self.observe(result)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="ALFWorld games: generate them offline and check them on the real engine.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="ALFWorld games: generate them offline and check them on the real engine.", no_args_is_help=True
+)
 
 
 @app.command()
@@ -29,19 +30,30 @@ def generate(
     from leap.envs.alfworld.generate import generate as gen
     from leap.envs.alfworld.params import AlfworldParams
 
-    overrides = {k: v for k, v in dict(n_train=n_train, n_valid=n_valid, n_test=n_test, n_test_ood=n_test_ood,
-                                       max_receptacles=max_receptacles, n_distractors=n_distractors).items()
-                 if v is not None}
+    overrides = {
+        k: v
+        for k, v in dict(
+            n_train=n_train,
+            n_valid=n_valid,
+            n_test=n_test,
+            n_test_ood=n_test_ood,
+            max_receptacles=max_receptacles,
+            n_distractors=n_distractors,
+        ).items()
+        if v is not None
+    }
     params = AlfworldParams(games_dir=str(out), check_handcoded_expert=check_handcoded, **overrides)
     started = time.monotonic()
     manifest = gen(out, params, seed, progress=None if quiet else typer.echo)
     games = manifest["games"]
     lengths = [len(g["plan"]) for g in games]
-    typer.echo(f"wrote {len(games)} games to {out} in {time.monotonic() - started:.1f}s; "
-               f"per split {dict(Counter(g['split'] for g in games))}; "
-               f"mean expert plan {sum(lengths) / max(1, len(lengths)):.1f} actions "
-               f"(max {max(lengths, default=0)}); "
-               f"rejected {manifest['rejected']}")
+    typer.echo(
+        f"wrote {len(games)} games to {out} in {time.monotonic() - started:.1f}s; "
+        f"per split {dict(Counter(g['split'] for g in games))}; "
+        f"mean expert plan {sum(lengths) / max(1, len(lengths)):.1f} actions "
+        f"(max {max(lengths, default=0)}); "
+        f"rejected {manifest['rejected']}"
+    )
     typer.echo("Note: ALFWorld-format games on the real engine, not the official splits.")
 
 
@@ -84,7 +96,9 @@ def check(
                     for lab in ep.labels:
                         typer.echo(f"    {lab.action} | {lab.reason}")
             per = ", ".join(f"{c} {wins[c]}/{totals[c]}" for c in sorted(totals))
-            typer.echo(f"λ{level}: won {sum(wins.values())}/{len(games)} (errors {errors}), "
-                       f"mean {steps / len(games):.1f} actions, {time.monotonic() - started:.1f}s [{per}]")
+            typer.echo(
+                f"λ{level}: won {sum(wins.values())}/{len(games)} (errors {errors}), "
+                f"mean {steps / len(games):.1f} actions, {time.monotonic() - started:.1f}s [{per}]"
+            )
     finally:
         env.close()

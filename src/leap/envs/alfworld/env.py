@@ -99,7 +99,7 @@ class AlfworldEnv:
             recep = m.group(1) or m.group(2)
             self._seen |= {(o, r) for o, r in w.in_recep.items() if r == recep}
         if valid and command.startswith("move "):  # the agent put it there itself
-            obj, _, recep = command[len("move "):].partition(" to ")
+            obj, _, recep = command[len("move ") :].partition(" to ")
             self._seen.add((obj, recep))
         admissible = [a for a in state["admissible_commands"] if a not in _HIDDEN_COMMANDS]
         expert = None if self._won else next_action(w, self._task)

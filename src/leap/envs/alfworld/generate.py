@@ -73,8 +73,18 @@ def seeded_global_random(seed: int | str) -> Iterator[None]:
 
 def generation_key(params: AlfworldParams, seed: int) -> dict[str, Any]:
     """Everything that determines the generated games (the manifest stores it; prepare compares it)."""
-    keys = ("task_types", "n_train", "n_valid", "n_test", "n_test_ood", "max_receptacles", "n_distractors",
-            "max_plan_length", "check_handcoded_expert", "max_handcoded_steps")
+    keys = (
+        "task_types",
+        "n_train",
+        "n_valid",
+        "n_test",
+        "n_test_ood",
+        "max_receptacles",
+        "n_distractors",
+        "max_plan_length",
+        "check_handcoded_expert",
+        "max_handcoded_steps",
+    )
     return {"version": GENERATOR_VERSION, "seed": seed, **{k: getattr(params, k) for k in keys}}
 
 
@@ -88,15 +98,19 @@ def _alfred_id(cls: str, rng: random.Random) -> str:
 
 def _objects_for(task_type: str, scene: scenes.Scene) -> list[str]:
     objs = list(scene.objects)
-    kind = {"pick_clean_then_place_in_recep": "Cleanable", "pick_heat_then_place_in_recep": "Heatable",
-            "pick_cool_then_place_in_recep": "Coolable"}.get(task_type)
+    kind = {
+        "pick_clean_then_place_in_recep": "Cleanable",
+        "pick_heat_then_place_in_recep": "Heatable",
+        "pick_cool_then_place_in_recep": "Coolable",
+    }.get(task_type)
     if kind:
         objs = [o for o in objs if o in scenes.action_objects(kind)]
     return objs
 
 
-def _sample_problem(task_type: str, scene: scenes.Scene, params: AlfworldParams, rng: random.Random
-                    ) -> tuple[Problem, dict[str, Any]] | None:
+def _sample_problem(
+    task_type: str, scene: scenes.Scene, params: AlfworldParams, rng: random.Random
+) -> tuple[Problem, dict[str, Any]] | None:
     """One random room + goal in ``scene``, or None when the scene cannot host ``task_type``."""
     if scene.room not in scenes.goal_rooms(task_type):
         return None
@@ -122,8 +136,17 @@ def _sample_problem(task_type: str, scene: scenes.Scene, params: AlfworldParams,
     return None
 
 
-def _build(task_type: str, scene: scenes.Scene, obj: str, parent: str, appliance: str, holders: list[str],
-           sources: list[str], params: AlfworldParams, rng: random.Random) -> tuple[Problem, dict[str, Any]]:
+def _build(
+    task_type: str,
+    scene: scenes.Scene,
+    obj: str,
+    parent: str,
+    appliance: str,
+    holders: list[str],
+    sources: list[str],
+    params: AlfworldParams,
+    rng: random.Random,
+) -> tuple[Problem, dict[str, Any]]:
     legal = scenes.object_to_receptacles()
     by_cls: dict[str, list[scenes.ReceptacleInstance]] = {}
     for r in scene.receptacles:
@@ -143,8 +166,12 @@ def _build(task_type: str, scene: scenes.Scene, obj: str, parent: str, appliance
     used: set[tuple[int, int, int, int]] = set()
     receps: list[Receptacle] = []
     for r in sorted(chosen, key=lambda r: (r.cls, r.alfred_id)):
-        pose = r.pose or (rng.randint(-12, 12), rng.randint(-12, 12), rng.randint(0, 3),
-                          rng.choice((0, 30, 45, 60)))
+        pose = r.pose or (
+            rng.randint(-12, 12),
+            rng.randint(-12, 12),
+            rng.randint(0, 3),
+            rng.choice((0, 30, 45, 60)),
+        )
         while pose in used:
             pose = (pose[0] + 1, *pose[1:])
         used.add(pose)
@@ -192,10 +219,16 @@ def _build(task_type: str, scene: scenes.Scene, obj: str, parent: str, appliance
     goal = glib.gdict[task_type]["pddl"].format(obj=obj, recep=parent, toggle=toggle, mrecep="")
     classes = {o.cls for o in objects}
     can_contain = {r.cls: {o for o in classes if r.cls in legal.get(o, ())} for r in receps}
-    problem = Problem(receptacles=receps, objects=objects, agent_pose=agent, goal=goal,
-                      can_contain=can_contain)
-    pddl_params = {"object_target": obj, "parent_target": parent, "toggle_target": toggle,
-                   "mrecep_target": "", "object_sliced": False}
+    problem = Problem(
+        receptacles=receps, objects=objects, agent_pose=agent, goal=goal, can_contain=can_contain
+    )
+    pddl_params = {
+        "object_target": obj,
+        "parent_target": parent,
+        "toggle_target": toggle,
+        "mrecep_target": "",
+        "object_sliced": False,
+    }
     return problem, pddl_params
 
 
@@ -263,8 +296,12 @@ def _write_game(trial_dir: Path, game: dict[str, Any], traj: dict[str, Any]) -> 
 
 
 def _split_order(params: AlfworldParams) -> list[tuple[str, int]]:
-    return [("train", params.n_train), ("valid", params.n_valid), ("test", params.n_test),
-            ("test_ood", params.n_test_ood)]
+    return [
+        ("train", params.n_train),
+        ("valid", params.n_valid),
+        ("test", params.n_test),
+        ("test_ood", params.n_test_ood),
+    ]
 
 
 class _Writer:
@@ -296,7 +333,9 @@ class _Writer:
         if digest in self.seen:
             return None
         traj: dict[str, Any] = {
-            "task_type": task_type, "pddl_params": pp, "task_id": f"leap_{seed}_{split}_{idx:04d}",
+            "task_type": task_type,
+            "pddl_params": pp,
+            "task_id": f"leap_{seed}_{split}_{idx:04d}",
             "scene": {"floor_plan": f"FloorPlan{scene.num}", "scene_num": scene.num},
         }
         with seeded_global_random(f"{seed}:{split}:{idx}:{attempt}:goal"):
@@ -304,10 +343,20 @@ class _Writer:
         goal = _goal_text(grammar)
         ann = {"task_desc": goal, "high_descs": [], "assignment_id": "leap-generated", "votes": []}
         traj["turk_annotations"] = {"anns": [ann]}
-        trial = (self.root / "json_2.1.1" / SPLIT_DIRS[split] / _task_dir(task_type, pp, scene.num)
-                 / f"trial_T{seed:08d}_{split}_{idx:04d}")
-        game = {"pddl_domain": self.domain, "grammar": grammar, "pddl_problem": pddl, "solvable": True,
-                "walkthrough": []}
+        trial = (
+            self.root
+            / "json_2.1.1"
+            / SPLIT_DIRS[split]
+            / _task_dir(task_type, pp, scene.num)
+            / f"trial_T{seed:08d}_{split}_{idx:04d}"
+        )
+        game = {
+            "pddl_domain": self.domain,
+            "grammar": grammar,
+            "pddl_problem": pddl,
+            "solvable": True,
+            "walkthrough": [],
+        }
         _write_game(trial, game, traj)
         plan = _check(self.engine, str(trial / "game.tw-pddl"), traj, self.params, f"{seed}:{digest}")
         if isinstance(plan, str):  # rejected: remove it (and its task dir if now empty)
@@ -323,8 +372,9 @@ class _Writer:
         return GameRecord(split, rel, task_type, scene.num, plan, goal)
 
 
-def generate(root: str | Path, params: AlfworldParams, seed: int,
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def generate(
+    root: str | Path, params: AlfworldParams, seed: int, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     """Write all splits under ``root`` (replaced whole, atomically) and return the manifest."""
     records: list[GameRecord] = []
     with atomic_path(root) as tmp_root:
@@ -341,8 +391,10 @@ def generate(root: str | Path, params: AlfworldParams, seed: int,
                         if rec is not None:
                             break
                     if rec is None:
-                        raise EnvError(f"could not generate a valid {task_type} game for split {split} in "
-                                       f"{_ATTEMPTS_PER_GAME} attempts (rejections: {dict(writer.rejected)})")
+                        raise EnvError(
+                            f"could not generate a valid {task_type} game for split {split} in "
+                            f"{_ATTEMPTS_PER_GAME} attempts (rejections: {dict(writer.rejected)})"
+                        )
                     records.append(rec)
                     if progress:
                         progress(f"{split} {idx + 1}/{n} {task_type} scene {rec.scene} plan {len(rec.plan)}")
@@ -353,8 +405,9 @@ def generate(root: str | Path, params: AlfworldParams, seed: int,
     return manifest
 
 
-def _check(engine: Engine, game_file: str, traj: dict[str, Any], params: AlfworldParams,
-           seed: str) -> list[str] | str:
+def _check(
+    engine: Engine, game_file: str, traj: dict[str, Any], params: AlfworldParams, seed: str
+) -> list[str] | str:
     """The expert's plan if the game is good, else why it is rejected."""
     task = TaskParams.from_traj(traj)
     try:
@@ -366,20 +419,22 @@ def _check(engine: Engine, game_file: str, traj: dict[str, Any], params: Alfworl
         if not won:
             return "expert did not win within max_plan_length"
         if params.check_handcoded_expert and not handcoded_expert_wins(
-                engine, game_file, params.max_handcoded_steps, seed):
+            engine, game_file, params.max_handcoded_steps, seed
+        ):
             return "handcoded expert did not win"
     except EnvError as e:
         return f"engine error: {str(e)[:80]}"
     return plan
 
 
-def _manifest(params: AlfworldParams, seed: int, records: list[GameRecord],
-              rejected: dict[str, int]) -> dict[str, Any]:
+def _manifest(
+    params: AlfworldParams, seed: int, records: list[GameRecord], rejected: dict[str, int]
+) -> dict[str, Any]:
     return {
         "generator": "leap.envs.alfworld.generate",
         "key": generation_key(params, seed),
         "note": "ALFWorld-format games on the real engine; not the official splits, not comparable to "
-                "published ALFWorld scores",
+        "published ALFWorld scores",
         "rejected": dict(sorted(rejected.items())),
         "games": [vars(r) for r in records],
     }

@@ -87,8 +87,9 @@ def _explore(b: Belief, goal: Goal, looking_for: str, pick: str | None = None) -
         return Decision("look", "generic")
     recep = pick if pick in groups[0] else groups[0][0]
     kind = "explore_lamp" if lamp else "explore"
-    return Decision(f"go to {recep}", kind, {"recep": recep, "what": looking_for,
-                                              "prior": str(cls_of(recep) in prefer)})
+    return Decision(
+        f"go to {recep}", kind, {"recep": recep, "what": looking_for, "prior": str(cls_of(recep) in prefer)}
+    )
 
 
 def _fetch(b: Belief, goal: Goal, pick: str | None = None) -> Decision:
@@ -159,7 +160,7 @@ def make_admissible(d: Decision, goal: Goal, b: Belief, admissible: set[str]) ->
     gos = (a for a in admissible if a.startswith("go to ") and not b.visited(a[6:]))
     unchecked = sorted(gos, key=_num_key)
     if unchecked:
-        recep = unchecked[0][len("go to "):]
+        recep = unchecked[0][len("go to ") :]
         prior = str(cls_of(recep) in likely_receptacles(goal.obj))
         return Decision(unchecked[0], "explore", {"recep": recep, "what": goal.obj, "prior": prior})
     return Decision("look", "generic")
@@ -172,42 +173,46 @@ def classify(action: str, goal: Goal, b: Belief) -> Decision:
     """Name the expert's action in terms of what the agent can see (decides how to explain it)."""
     held = b.held
     if action.startswith("go to "):
-        recep = action[len("go to "):]
+        recep = action[len("go to ") :]
         c = cls_of(recep)
         args = {"recep": recep, "what": goal.obj, "prior": str(c in likely_receptacles(goal.obj))}
         if held and cls_of(held) != goal.obj:
             return Decision(action, "goto_putback", {"obj": held, "recep": recep})
         if held:
             if goal.task_type in APPLIANCE and c == APPLIANCE[goal.task_type][0]:
-                return Decision(action, "goto_appliance", {"obj": held, "recep": recep,
-                                                           "verb": APPLIANCE[goal.task_type][1]})
+                return Decision(
+                    action,
+                    "goto_appliance",
+                    {"obj": held, "recep": recep, "verb": APPLIANCE[goal.task_type][1]},
+                )
             if goal.task_type == LOOK:
                 lamp = next((lp for lp, r in b.lamps.items() if r == recep), None)
                 if lamp:
                     return Decision(action, "goto_lamp_known", {"lamp": lamp, "recep": recep, "obj": held})
-                return Decision(action, "explore_lamp", {**args, "what": goal.toggle,
-                                                         "prior": str(c in LAMP_HOLDERS)})
+                return Decision(
+                    action, "explore_lamp", {**args, "what": goal.toggle, "prior": str(c in LAMP_HOLDERS)}
+                )
             return Decision(action, "goto_parent", {"obj": held, "recep": recep})
         seen = [o for o, r in b.known_objects(goal.obj) if r == recep]
         if seen:
             return Decision(action, "goto_known", {"obj": seen[0], "recep": recep})
         return Decision(action, "explore", args)
     if action.startswith("open "):
-        recep = action[len("open "):]
+        recep = action[len("open ") :]
         if held and cls_of(held) == goal.obj:
             return Decision(action, "open_parent", {"obj": held, "recep": recep})
         what = goal.toggle if goal.task_type == LOOK and held else goal.obj
         return Decision(action, "open_explore", {"recep": recep, "what": what})
     if action.startswith("take "):
-        obj, _, recep = action[len("take "):].partition(" from ")
+        obj, _, recep = action[len("take ") :].partition(" from ")
         return Decision(action, "take", {"obj": obj, "recep": recep})
     if action.startswith("move "):
-        obj, _, recep = action[len("move "):].partition(" to ")
+        obj, _, recep = action[len("move ") :].partition(" to ")
         kind = "put" if cls_of(obj) == goal.obj else "putback"
         return Decision(action, kind, {"obj": obj, "recep": recep})
     for verb in ("heat", "cool", "clean"):
         if action.startswith(verb + " "):
-            obj, _, recep = action[len(verb) + 1:].partition(" with ")
+            obj, _, recep = action[len(verb) + 1 :].partition(" with ")
             return Decision(action, "process", {"obj": obj, "recep": recep, "verb": verb})
     if action.startswith("use "):
         return Decision(action, "use_lamp", {"lamp": action[4:], "obj": held or goal.obj})
@@ -321,8 +326,15 @@ def write_reason(d: Decision, level: int, goal: Goal, b: Belief, key: str, secre
     a.setdefault("cls", cls_of(obj) if obj else goal.obj)
     a.setdefault("what", goal.obj)
     rcls = cls_of(recep)
-    a.update(rcls=rcls, Recep=recep, Rcls_pl=_plural(rcls), Obj=obj, a_rcls=_a(rcls), a_what=_a(a["what"]),
-             A_what=_a(a["what"]))
+    a.update(
+        rcls=rcls,
+        Recep=recep,
+        Rcls_pl=_plural(rcls),
+        Obj=obj,
+        a_rcls=_a(rcls),
+        a_what=_a(a["what"]),
+        A_what=_a(a["what"]),
+    )
     kind = d.kind
     if kind in ("explore", "open_explore", "explore_lamp") and level >= 3:
         fact = _secret_about(recep, secrets)
@@ -354,7 +366,7 @@ def _belief(ctx: StepContext) -> Belief:
     acts = [normalize_action(s.action) for s in ctx.history]  # as the environment read them
     b = build_belief(obs, acts, ctx.observation)
     if not b.receptacles:  # history windowed away from the first observation: use the commands
-        gos = [a[len("go to "):] for a in ctx.admissible_actions or [] if a.startswith("go to ")]
+        gos = [a[len("go to ") :] for a in ctx.admissible_actions or [] if a.startswith("go to ")]
         b.receptacles = sorted(set(gos) | ({b.at} if b.at else set()), key=_num_key)
     return b
 
@@ -373,7 +385,7 @@ def alfworld_oracle(ctx: StepContext, student: StepLabel | None, level: int) -> 
     secrets = list(priv.get("secrets") or [])
     usable = isinstance(expert, str) and (not admissible or expert in admissible)
     if level == 1:
-        pick = expert[len("go to "):] if usable and expert.startswith("go to ") else None
+        pick = expert[len("go to ") :] if usable and expert.startswith("go to ") else None
         d = decide_visible(goal, b, pick)
     else:
         d = classify(expert, goal, b) if usable else decide_visible(goal, b)

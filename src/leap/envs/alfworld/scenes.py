@@ -18,12 +18,38 @@ _MOVABLE = {"Bowl", "Box", "Cup", "Mug", "Plate", "Pan", "Pot"}
 LAMP_CLASS = "DeskLamp"
 LAMP_HOLDERS = ("Desk", "SideTable", "Dresser", "Shelf")
 # Objects that never appear as movable task objects or distractors (structural, or no legal receptacle).
-_NOT_OBJECTS = {"DeskLamp", "FloorLamp", "LightSwitch", "StoveKnob", "Faucet", "Window", "Blinds", "Curtains",
-                "Chair", "Mirror", "Painting", "Poster", "ShowerCurtain", "ShowerDoor", "ShowerGlass",
-                "ShowerHead", "Television", "HousePlant", "Lamp", "Sink", "Bathtub", "Footstool", "Boots"}
+_NOT_OBJECTS = {
+    "DeskLamp",
+    "FloorLamp",
+    "LightSwitch",
+    "StoveKnob",
+    "Faucet",
+    "Window",
+    "Blinds",
+    "Curtains",
+    "Chair",
+    "Mirror",
+    "Painting",
+    "Poster",
+    "ShowerCurtain",
+    "ShowerDoor",
+    "ShowerGlass",
+    "ShowerHead",
+    "Television",
+    "HousePlant",
+    "Lamp",
+    "Sink",
+    "Bathtub",
+    "Footstool",
+    "Boots",
+}
 
-ROOM_TYPES = {"Kitchen": range(1, 31), "LivingRoom": range(201, 231), "Bedroom": range(301, 331),
-              "Bathroom": range(401, 431)}
+ROOM_TYPES = {
+    "Kitchen": range(1, 31),
+    "LivingRoom": range(201, 231),
+    "Bedroom": range(301, 331),
+    "Bathroom": range(401, 431),
+}
 
 
 @dataclass(frozen=True)
@@ -113,8 +139,9 @@ def load_scene(num: int) -> Scene:
         receps.append(ReceptacleInstance(cls, "", None))
     legal = object_to_receptacles()
     objects = tuple(sorted(c for c in set(classes) - static - _NOT_OBJECTS if c in legal))
-    return Scene(num=num, room=room_of(num), receptacles=tuple(receps), objects=objects,
-                 has_lamp=LAMP_CLASS in classes)
+    return Scene(
+        num=num, room=room_of(num), receptacles=tuple(receps), objects=objects, has_lamp=LAMP_CLASS in classes
+    )
 
 
 def scene_pool(split: str) -> list[int]:

@@ -36,7 +36,7 @@ def _goal_from_grammar(grammar: str) -> str:
     if start < 0:
         return ""
     end = grammar.find('"', start)
-    return grammar[start + len(marker): end].rstrip(".")
+    return grammar[start + len(marker) : end].rstrip(".")
 
 
 def _scan(split_dir: Path, task_types: set[str]) -> list[Path]:
@@ -80,9 +80,11 @@ class AlfworldTasks:
             if not self.is_prepared():
                 generate(self.root, self.params, self.seed)
         elif not self.is_prepared():
-            raise EnvError(f"no ALFWorld games at {self.root} (env.alfworld.data_dir: the json_2.1.1 folder "
-                           "or the folder holding it, e.g. $ALFWORLD_DATA); "
-                           "set data_dir to null to generate games instead")
+            raise EnvError(
+                f"no ALFWorld games at {self.root} (env.alfworld.data_dir: the json_2.1.1 folder "
+                "or the folder holding it, e.g. $ALFWORLD_DATA); "
+                "set data_dir to null to generate games instead"
+            )
 
     # ---------------------------------------------------------------- tasks
     def game_files(self, split: str) -> list[Path]:
@@ -93,8 +95,12 @@ class AlfworldTasks:
         types = set(self.params.task_types)
         if self.generated:
             return _scan(base / SPLIT_DIRS[split], types)
-        limit = {"train": self.params.n_train, "valid": self.params.n_valid, "test": self.params.n_test,
-                 "test_ood": self.params.n_test_ood}[split]
+        limit = {
+            "train": self.params.n_train,
+            "valid": self.params.n_valid,
+            "test": self.params.n_test,
+            "test_ood": self.params.n_test_ood,
+        }[split]
         if split in ("train", "valid"):
             files = [f for f in _scan(base / "train", types) if _solvable(f)]
             # deterministic carve: the n_valid games with the smallest seeded hash become valid
@@ -110,14 +116,16 @@ class AlfworldTasks:
         for f in self.game_files(split):
             traj_id = f"{f.parent.parent.name}/{f.parent.name}"
             game, traj = read_game(str(f))
-            out.append(Task(
-                task_id=traj_id,
-                env="alfworld",
-                split=split,
-                category=traj["task_type"],
-                instruction=_goal_from_grammar(game["grammar"]),
-                spec={"game_file": str(f)},
-            ))
+            out.append(
+                Task(
+                    task_id=traj_id,
+                    env="alfworld",
+                    split=split,
+                    category=traj["task_type"],
+                    instruction=_goal_from_grammar(game["grammar"]),
+                    spec={"game_file": str(f)},
+                )
+            )
         return out
 
     # ---------------------------------------------------------------- privileged state

@@ -115,7 +115,7 @@ def _sweep_stale(parent: Path) -> None:
     with contextlib.suppress(OSError):
         for d in parent.glob(PREFIX + "*"):
             try:
-                pid = int(d.name[len(PREFIX):].split("-")[0])
+                pid = int(d.name[len(PREFIX) :].split("-")[0])
             except ValueError:
                 continue
             if not _alive(pid):
@@ -234,6 +234,8 @@ def cgroup_factory(memory_bytes: int, pids_max: int) -> CgroupFactory | None:
     except OSError as e:
         log.warning(
             "no usable cgroup (v%d: %s): memory is capped by RLIMIT_AS and processes only by the "
-            "command timeout", version, e,
+            "command timeout",
+            version,
+            e,
         )
         return None

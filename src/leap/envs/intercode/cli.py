@@ -13,8 +13,9 @@ app = typer.Typer(help="InterCode-Bash: sandbox root file system and checks.", n
 
 RootOpt = Annotated[
     Path | None,
-    typer.Option("--root", help="root file system directory (default: $LEAP_INTERCODE_ROOT or "
-                 "~/.cache/leap/intercode)"),
+    typer.Option(
+        "--root", help="root file system directory (default: $LEAP_INTERCODE_ROOT or ~/.cache/leap/intercode)"
+    ),
 ]
 
 
@@ -37,8 +38,10 @@ def build_root_cmd(
         raise typer.Exit(1) from None
     layers = sum(v["bytes"] for v in manifest["layers"].values())
     typer.echo(json.dumps(manifest, indent=1))
-    typer.echo(f"base root: {manifest['base_bytes'] / 1e6:.0f} MB, layers: {layers / 1e6:.1f} MB, "
-               f"this run: {time.monotonic() - t0:.1f} s")
+    typer.echo(
+        f"base root: {manifest['base_bytes'] / 1e6:.0f} MB, layers: {layers / 1e6:.1f} MB, "
+        f"this run: {time.monotonic() - t0:.1f} s"
+    )
 
 
 @app.command("check-gold")
@@ -65,8 +68,14 @@ def check_gold_cmd(
             env.reset(task)
             env.step(rec["gold"])
             _, reward, _, _, info = env.step("submit")
-            results.append({"task_id": task.task_id, "gold": rec["gold"], "score": reward,
-                            "components": info["score_components"]})
+            results.append(
+                {
+                    "task_id": task.task_id,
+                    "gold": rec["gold"],
+                    "score": reward,
+                    "components": info["score_components"],
+                }
+            )
             if reward != 1.0:
                 typer.echo(f"  {task.task_id}: {reward:.2f} {info['score_components']}  gold: {rec['gold']}")
     except EnvError as e:
@@ -76,8 +85,10 @@ def check_gold_cmd(
         env.close()
     secs = time.monotonic() - t0
     n_ok = sum(r["score"] == 1.0 for r in results)
-    typer.echo(f"gold scores 1.0 on {n_ok}/{len(results)} tasks ({secs:.1f} s, "
-               f"{secs / max(1, len(results)):.3f} s per scored episode)")
+    typer.echo(
+        f"gold scores 1.0 on {n_ok}/{len(results)} tasks ({secs:.1f} s, "
+        f"{secs / max(1, len(results)):.3f} s per scored episode)"
+    )
     if out:
         from leap.io import write_json
 

@@ -62,9 +62,12 @@ PRIVILEGED_OUTPUT_CHARS = 2000
 def limits_from(params: IntercodeParams) -> Limits:
     mb = 1 << 20
     return Limits(
-        timeout_s=params.command_timeout_s, max_output_bytes=params.max_output_bytes,
-        memory_bytes=params.memory_limit_mb * mb, pids_max=params.pids_limit,
-        file_size_bytes=params.file_size_limit_mb * mb, scratch_bytes=params.scratch_mb * mb,
+        timeout_s=params.command_timeout_s,
+        max_output_bytes=params.max_output_bytes,
+        memory_bytes=params.memory_limit_mb * mb,
+        pids_max=params.pids_limit,
+        file_size_bytes=params.file_size_limit_mb * mb,
+        scratch_bytes=params.scratch_mb * mb,
     )
 
 

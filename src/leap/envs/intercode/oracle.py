@@ -69,11 +69,16 @@ def generic_command(query: str) -> str:
 
 def _level0(ctx: StepContext) -> StepLabel:
     if ctx.history:
-        return StepLabel(reason="I have run a command for the request and seen its output, so I submit "
-                         "this as my answer.", action=SUBMIT)
+        return StepLabel(
+            reason="I have run a command for the request and seen its output, so I submit this as my answer.",
+            action=SUBMIT,
+        )
     cmd = generic_command(ctx.task.instruction)
-    return StepLabel(reason=f"The task is to {_goal(ctx.task.instruction)}. I start with a standard command "
-                     "for this and look at what it prints.", action=cmd)
+    return StepLabel(
+        reason=f"The task is to {_goal(ctx.task.instruction)}. I start with a standard command "
+        "for this and look at what it prints.",
+        action=cmd,
+    )
 
 
 def oracle(ctx: StepContext, student: StepLabel | None, level: int) -> StepLabel:
@@ -98,9 +103,11 @@ def oracle(ctx: StepContext, student: StepLabel | None, level: int) -> StepLabel
     elif level == 3:
         tools = programs(gold)
         uses = ", ".join(f"`{t}`" for t in tools[:4])
-        reason = (f"The task is to {goal}. The right tool{'s' if len(tools) > 1 else ''} for this "
-                  f"{'are' if len(tools) > 1 else 'is'} {uses}, so I run a command built on "
-                  f"{'them' if len(tools) > 1 else 'it'}.")
+        reason = (
+            f"The task is to {goal}. The right tool{'s' if len(tools) > 1 else ''} for this "
+            f"{'are' if len(tools) > 1 else 'is'} {uses}, so I run a command built on "
+            f"{'them' if len(tools) > 1 else 'it'}."
+        )
     else:
         reason = f"The reference solution for this task is `{gold}`, so I run exactly that."
     return StepLabel(reason=reason + back, action=run_gold)

@@ -38,8 +38,26 @@ FAMILIES = (1, 2, 3, 4, 5)
 # the Ubuntu base image has and minbase lacks (procps, file, lsof, openssl, netbase). fs_5's image is
 # Alpine (busybox); it gets the same Debian root, with /bin/sh (dash) as its shell.
 PACKAGES = (
-    "bash", "python3", "psmisc", "bsdmainutils", "ncal", "cron", "imagemagick", "dnsutils", "git", "tree",
-    "net-tools", "iputils-ping", "coreutils", "curl", "cpio", "jq", "netbase", "procps", "file", "lsof",
+    "bash",
+    "python3",
+    "psmisc",
+    "bsdmainutils",
+    "ncal",
+    "cron",
+    "imagemagick",
+    "dnsutils",
+    "git",
+    "tree",
+    "net-tools",
+    "iputils-ping",
+    "coreutils",
+    "curl",
+    "cpio",
+    "jq",
+    "netbase",
+    "procps",
+    "file",
+    "lsof",
     "openssl",
 )
 FAMILY_SHELL = {1: "/bin/bash", 2: "/bin/bash", 3: "/bin/bash", 4: "/bin/bash", 5: "/bin/sh"}
@@ -113,17 +131,22 @@ class RootFS:
         if not m:
             raise EnvError(f"no InterCode root file system at {self.path}: {hint}")
         if m.get("format") != FORMAT:
-            raise EnvError(f"{self.manifest_path}: format {m.get('format')} != {FORMAT} (built by an older "
-                           f"leap): {hint} --force")
+            raise EnvError(
+                f"{self.manifest_path}: format {m.get('format')} != {FORMAT} (built by an older "
+                f"leap): {hint} --force"
+            )
         missing = [str(p) for p in [self.base, *(self.layer(k) for k in FAMILIES)] if not p.is_dir()]
         if missing:
-            raise EnvError(f"incomplete InterCode root file system (missing {', '.join(missing)}): "
-                           f"{hint} --force")
+            raise EnvError(
+                f"incomplete InterCode root file system (missing {', '.join(missing)}): {hint} --force"
+            )
         layers = m.get("layers", {})
         stale = [k for k in FAMILIES if layers.get(f"fs_{k}", {}).get("setup_sha256") != _setup_hash(k)]
         if stale:
-            raise EnvError(f"InterCode family layers {stale} were built from other setup scripts than the "
-                           f"installed icalfa's: {hint} --force")
+            raise EnvError(
+                f"InterCode family layers {stale} were built from other setup scripts than the "
+                f"installed icalfa's: {hint} --force"
+            )
         if any(c in str(self.path) for c in ":,"):
             raise EnvError(f"{self.path}: the root directory may not contain ':' or ',' (overlay options)")
 
@@ -152,8 +175,11 @@ def _build_base(root: RootFS, mirror: str, suite: str, log: Log) -> None:
     if tmp.exists():
         shutil.rmtree(tmp)
     log(f"debootstrap {suite} ({len(PACKAGES)} extra packages) from {mirror} ...")
-    _run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", suite, str(tmp), mirror],
-         "debootstrap", log)
+    _run(
+        ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", suite, str(tmp), mirror],
+        "debootstrap",
+        log,
+    )
     # As the Dockerfiles' `apt-get clean && rm -rf /var/lib/apt/lists/*`.
     for d in (tmp / "var/cache/apt/archives", tmp / "var/lib/apt/lists"):
         for p in d.glob("*"):
@@ -195,16 +221,46 @@ def _build_layer(root: RootFS, family: int, log: Log) -> None:
     # The Dockerfile COPYs these to / before running them; they end up in the image (and in git).
     shutil.copyfile(asset(f"setup_nl2b_fs_{family}.sh"), upper / f"setup_nl2b_fs_{family}.sh")
     shutil.copyfile(asset("docker.gitignore"), upper / ".gitignore")
-    mount = (
-        'mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4" && shift 4 && exec "$@"'
-    )
+    mount = 'mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4" && shift 4 && exec "$@"'
     cmd = [
-        "unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", mount, "sh",
-        str(root.base), str(upper), str(work), str(mnt),
-        "bwrap", "--bind", str(mnt), "/", "--proc", "/proc", "--dev", "/dev",
-        "--unshare-all", "--die-with-parent", "--hostname", HOSTNAME, "--clearenv",
-        "--setenv", "PATH", PATH_ENV, "--setenv", "HOME", "/root", "--chdir", "/",
-        "--", "/bin/sh", "-c", _LAYER_SCRIPT.format(k=family),
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        mount,
+        "sh",
+        str(root.base),
+        str(upper),
+        str(work),
+        str(mnt),
+        "bwrap",
+        "--bind",
+        str(mnt),
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--unshare-all",
+        "--die-with-parent",
+        "--hostname",
+        HOSTNAME,
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        PATH_ENV,
+        "--setenv",
+        "HOME",
+        "/root",
+        "--chdir",
+        "/",
+        "--",
+        "/bin/sh",
+        "-c",
+        _LAYER_SCRIPT.format(k=family),
     ]
     log(f"layer fs_{family}: running setup_nl2b_fs_{family}.sh and committing / ...")
     _run(cmd, f"building layer fs_{family}", log, timeout=600)

@@ -111,9 +111,24 @@ class Sandbox:
         _sweep_run_dir(mountpoint.parent)
         mountpoint.mkdir(parents=True)
         self._holder = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _HOLDER, "leap-holder",
-             str(mountpoint), host.root.lowerdir(family), str(host.limits.scratch_bytes)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+                _HOLDER,
+                "leap-holder",
+                str(mountpoint),
+                host.root.lowerdir(family),
+                str(host.limits.scratch_bytes),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         assert self._holder.stdout is not None
         sel = selectors.DefaultSelector()
@@ -134,11 +149,32 @@ class Sandbox:
     def _bwrap_options(self) -> list[str]:
         env: dict[str, str] = {"PATH": PATH_ENV, "HOME": "/root", **FAMILY_ENV.get(self.family, {})}
         args = [
-            "--bind", str(self._mnt / "root"), "/", "--proc", "/proc", "--dev", "/dev",
-            "--ro-bind", "/sys", "/sys",
-            "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-            "--hostname", HOSTNAME, "--die-with-parent", "--new-session", "--clearenv",
-            "--json-status-fd", "4", "--chdir", "/", "--cap-drop", "ALL",
+            "--bind",
+            str(self._mnt / "root"),
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--ro-bind",
+            "/sys",
+            "/sys",
+            "--unshare-ipc",
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--hostname",
+            HOSTNAME,
+            "--die-with-parent",
+            "--new-session",
+            "--clearenv",
+            "--json-status-fd",
+            "4",
+            "--chdir",
+            "/",
+            "--cap-drop",
+            "ALL",
         ]
         for cap in CAPS:
             args += ["--cap-add", cap]
@@ -183,15 +219,30 @@ class Sandbox:
         if cg is None:
             prlimit += [f"--as={lim.memory_bytes}", f"--nproc={lim.pids_max}"]
         argv = [
-            "/bin/bash", "-c", wrapper, "leap-sandbox", *prlimit, "--",
-            "nsenter", f"--mount=/proc/{self._holder.pid}/ns/mnt", "--",
-            "bwrap", "--args", "5", "--", *self._script(cwd or self.cwd, command),
+            "/bin/bash",
+            "-c",
+            wrapper,
+            "leap-sandbox",
+            *prlimit,
+            "--",
+            "nsenter",
+            f"--mount=/proc/{self._holder.pid}/ns/mnt",
+            "--",
+            "bwrap",
+            "--args",
+            "5",
+            "--",
+            *self._script(cwd or self.cwd, command),
         ]
         t0 = time.monotonic()
         try:
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                pass_fds=(cwd_w, st_w, args_r), start_new_session=True,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(cwd_w, st_w, args_r),
+                start_new_session=True,
                 # bwrap's pid 1 keeps the environment it was started with (readable as /proc/1/environ
                 # in the sandbox): give it nothing from ours.
                 env={"PATH": PATH_ENV},
@@ -210,8 +261,12 @@ class Sandbox:
                 tail = out.decode(errors="replace")[-2000:]
                 raise EnvError(f"the sandbox did not start (exit {exit_code}): {tail}")
         res = CommandResult(
-            output=out.decode("utf-8", errors="replace"), exit_code=exit_code, cwd=self.cwd, seconds=seconds,
-            timed_out=timed_out, truncated=truncated,
+            output=out.decode("utf-8", errors="replace"),
+            exit_code=exit_code,
+            cwd=self.cwd,
+            seconds=seconds,
+            timed_out=timed_out,
+            truncated=truncated,
             oom_killed=bool(cg and cg.oom_killed()),
         )
         lines = [ln for ln in cwd_txt.decode("utf-8", errors="replace").splitlines() if ln.strip()]

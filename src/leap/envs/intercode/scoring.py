@@ -80,7 +80,8 @@ def score(
 
     components = {FILE_DIFF: p1, FILE_CHANGES: p2, ANSWER: p3}
     details: dict[str, object] = {
-        "diff_miss": sorted(miss), "diff_extra": sorted(extra),
+        "diff_miss": sorted(miss),
+        "diff_extra": sorted(extra),
         "diff_same": {"files": same, "correct": correct, "total": len(same)},
         "answer_similarity": sim,
     }

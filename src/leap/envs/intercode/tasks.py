@@ -47,8 +47,12 @@ def task_id(rec: dict[str, Any]) -> str:
 
 def make_task(rec: dict[str, Any], split: str) -> Task:
     return Task(
-        task_id=task_id(rec), env=ENV_NAME, split=split, category=f"fs_{rec['family']}",
-        instruction=rec["query"], spec={"family": rec["family"], "index": rec["index"]},
+        task_id=task_id(rec),
+        env=ENV_NAME,
+        split=split,
+        category=f"fs_{rec['family']}",
+        instruction=rec["query"],
+        spec={"family": rec["family"], "index": rec["index"]},
     )
 
 
@@ -92,8 +96,9 @@ class IntercodeTaskSource:
             except EnvError as cannot:
                 raise EnvError(f"{missing}\n(and it cannot be built here: {cannot})") from None
             log.info("building the InterCode root file system at %s", root.path)
-            build_root(root.path, mirror=self.params.debian_mirror, suite=self.params.debian_suite,
-                       log=log.info)
+            build_root(
+                root.path, mirror=self.params.debian_mirror, suite=self.params.debian_suite, log=log.info
+            )
 
     def tasks(self, split: str) -> list[Task]:
         if split == "test_ood":  # InterCode has no out-of-distribution split
@@ -105,7 +110,9 @@ class IntercodeTaskSource:
     def privileged_state(self, task: Task) -> PrivilegedState:
         rec = record(int(task.spec["family"]), int(task.spec["index"]))
         return PrivilegedState(
-            task_id=task.task_id, env=ENV_NAME,
+            task_id=task.task_id,
+            env=ENV_NAME,
             facts={"gold": rec["gold"], "gold2": rec["gold2"], "difficulty": rec.get("difficulty")},
-            plan=[rec["gold"], "submit"], secrets=[rec["gold"]],
+            plan=[rec["gold"], "submit"],
+            secrets=[rec["gold"]],
         )
