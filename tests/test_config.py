@@ -167,3 +167,12 @@ def test_repo_experiment_with_a_bad_params_yaml_value(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_params(base, REPO / "experiments/webshop.yaml")
     assert f"{base}:{line}: student.max_new_tokens" in str(e.value)
+
+
+def test_dvc_tracks_no_section_of_a_particular_environment() -> None:
+    """A params.yaml holds the sections of the environments it uses, not every one: dvc.yaml may
+    track the selected environment's section (env.${env.name}), never a named one."""
+    from leap.envs import registered
+
+    named = sorted(k for k in _dvc_param_keys() if k.split(".")[:2][-1] in registered())
+    assert named == []

@@ -65,10 +65,26 @@ def test_repro_runs_all_then_nothing_then_only_what_changed(dvc_repo: Path) -> N
 
     assert _ran(_run([*dvc, "repro"], dvc_repo)) == set()  # nothing changed: nothing re-runs
 
-    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
-    params["teacher"] = {"privilege_level": 4}
-    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params))
-    status = _run([*dvc, "status"], dvc_repo)
-    changed = {line.strip().rstrip(":") for line in status.splitlines() if line and not line.startswith("\t")}
+    def changed_by(edit: dict) -> set[str]:
+        params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
+        for dotted, value in edit.items():
+            *path, key = dotted.split(".")
+            node = params
+            for part in path:
+                node = node[part]
+            node[key] = value
+        (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        status = _run([*dvc, "status"], dvc_repo)
+        return {
+            line.strip().rstrip(":") for line in status.splitlines() if line and not line.startswith("\t")
+        }
+
+    changed = changed_by({"teacher.privilege_level": 4})
     assert "correct@1" in changed
-    assert not {"prepare", "demos", "train_bc", "evaluate_bc", "rollout@1", "baseline"} & changed
+    assert (
+        not {"prepare", "demos", "train_bc", "evaluate_bc", "rollout@1", "aggregate@1", "baseline"} & changed
+    )
+    # A further iteration re-runs none of the first one's stages (each tracks its own loop entry).
+    changed = changed_by({"loop.iterations": {"1": 0, "2": 1}})
+    assert {"rollout@2", "correct@2", "train@2", "report"} <= changed
+    assert not {"rollout@1", "aggregate@1", "train@1", "evaluate@1"} & changed

@@ -287,8 +287,8 @@ ENV = "cats"
 # report lists tracking.experiment and tracking.mlflow_uri so that a new target is re-synced).
 NOT_INPUTS = ("teacher.cache_dir", "tracking")
 # Listed though this run cannot read them: report writes its ALFWorld note only when env.name is
-# alfworld (it reads env.alfworld.data_dir then).
-READ_ELSEWHERE = {"report": ["env.alfworld.data_dir"]}
+# alfworld (it reads env.alfworld.data_dir then, i.e. a key of env.${env.name}).
+READ_ELSEWHERE = {"report": ["env.${env.name}"]}
 # (label of the recorded run, dvc.yaml stage, foreach key, foreach item)
 STAGES = [
     ("prepare", "prepare", None, None),
