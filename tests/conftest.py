@@ -30,7 +30,17 @@ _CORPUS = [
 ]
 
 
-def build_tiny_model(path: Path, *, vocab_size: int = 400, seed: int = 0) -> Path:
+def build_tiny_model(
+    path: Path,
+    *,
+    vocab_size: int = 400,
+    seed: int = 0,
+    corpus: list[str] | None = None,
+    hidden_size: int = 32,
+    layers: int = 2,
+    initializer_range: float = 0.5,
+    embedding_std: float | None = None,
+) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -45,7 +55,7 @@ def build_tiny_model(path: Path, *, vocab_size: int = 400, seed: int = 0) -> Pat
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    bpe.train_from_iterator((corpus or _CORPUS) * 4, trainer=trainer)
     tok = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         bos_token="<|im_start|>",
@@ -57,9 +67,9 @@ def build_tiny_model(path: Path, *, vocab_size: int = 400, seed: int = 0) -> Pat
     torch.manual_seed(seed)
     cfg = LlamaConfig(
         vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=2048,
@@ -67,9 +77,12 @@ def build_tiny_model(path: Path, *, vocab_size: int = 400, seed: int = 0) -> Pat
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         tie_word_embeddings=True,
-        initializer_range=0.5,  # large random weights: greedy outputs depend on the prompt
+        initializer_range=initializer_range,  # 0.5 (default): greedy outputs depend on the prompt
     )
     model = LlamaForCausalLM(cfg)
+    if embedding_std is not None:  # trainable by LoRA: small layers, but (tied) logits of a useful scale
+        with torch.no_grad():
+            model.get_input_embeddings().weight.normal_(0.0, embedding_std)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(path)

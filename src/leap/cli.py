@@ -240,37 +240,48 @@ def _print_summary(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    def cell(r: dict[str, Any]) -> tuple[str, str]:
+        lo, hi = r.get("success_ci", (None, None))
+        ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None else ""
+        return f"{r['success_rate']:.2f}{ci}", f"{r['avg_actions']:.1f}"
+
     table = Table(
         title=f"LEAP on {summary['env']} — best iteration {summary['best_iteration']} "
-        f"(chosen on {summary['select_split']})"
+        f"(chosen on {summary['select_split']}); success with 95% Wilson interval"
     )
     table.add_column("policy", no_wrap=True)
     splits = summary.get("splits") or list(next(iter(summary["iterations"].values())))
     for s in splits:
-        table.add_column(f"{s}\nsuccess", justify="right")
+        n = next(iter(summary["iterations"].values()))[s].get("n", "?")
+        table.add_column(f"{s} (n={n})\nsuccess", justify="right")
         table.add_column(f"{s}\nactions", justify="right")
     for i, res in summary["iterations"].items():
         name = "BC (iter 0)" if i == "0" else f"LEAP iter {i}"
-        table.add_row(
-            name,
-            *[x for s in splits for x in (f"{res[s]['success_rate']:.3f}", f"{res[s]['avg_actions']:.1f}")],
-        )
+        table.add_row(name, *[x for s in splits for x in cell(res[s])])
     for pol, res in summary["baselines"].items():
-        table.add_row(
-            pol,
-            *[
-                x
-                for s in splits
-                for x in (
-                    (f"{res[s]['success_rate']:.3f}", f"{res[s]['avg_actions']:.1f}")
-                    if s in res
-                    else ("-", "-")
+        table.add_row(pol, *[x for s in splits for x in (cell(res[s]) if s in res else ("-", "-"))])
+    console = Console()
+    console.print(table)
+    best = summary["best_iteration"]
+    if summary.get("best_vs"):
+        paired = Table(title=f"Best iteration ({best}) minus each policy, paired on the same tasks")
+        paired.add_column("split")
+        paired.add_column("vs")
+        paired.add_column("difference [95% CI]", justify="right")
+        paired.add_column("solved only by best / only by other", justify="right")
+        paired.add_column("McNemar p", justify="right")
+        for split, rows in summary["best_vs"].items():
+            for other, c in rows.items():
+                paired.add_row(
+                    split,
+                    "BC" if other == "bc" else other,
+                    f"{c['diff']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]",
+                    f"{int(c['only_a'])} / {int(c['only_b'])}",
+                    f"{c['p_value']:.3g}",
                 )
-            ],
-        )
-    Console().print(table)
+        console.print(paired)
     if "note" in summary:
-        Console().print(f"[dim]{summary['note']}[/dim]")
+        console.print(f"[dim]{summary['note']}[/dim]")
 
 
 # ---------------------------------------------------------------- tools

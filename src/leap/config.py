@@ -112,7 +112,7 @@ def _relocated(err: Any, prefix: tuple[Any, ...]) -> InitErrorDetails:
 class LoraParams(Strict):
     r: int = Field(default=16, ge=1)
     alpha: int = Field(default=32, ge=1)
-    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="0 is ~30% faster on a CPU")
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
@@ -125,15 +125,23 @@ class StudentParams(Strict):
     quantization: Literal["none", "4bit"] = Field(default="none", description="4bit = QLoRA (GPU only)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     lora: LoraParams = Field(default_factory=LoraParams)
-    max_new_tokens: int = Field(default=48, ge=1)
-    temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy")
-    history_window: int = Field(default=3, ge=0, description="past steps shown in the prompt")
-    earlier_actions: int = Field(
-        default=0, ge=0, description="actions alone of up to this many steps before the window, one line"
+    max_new_tokens: int = Field(
+        default=48, ge=1, description="longest reason (and longest free-text action), in tokens"
     )
+    temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy")
     max_observation_chars: int = Field(default=400, ge=32)
     show_admissible: bool = Field(default=False, description="list admissible actions in the prompt")
-    batch_size: int = Field(default=8, ge=1, description="episodes generated together")
+    constrained_actions: bool = Field(
+        default=True,
+        description="decode the action constrained to the environment's admissible commands (where it "
+        "lists them), through a prefix trie of their tokens",
+    )
+    avoid_noop_repeat: bool = Field(
+        default=True,
+        description="never repeat the previous action when it did nothing (the latching effect); "
+        "with constrained actions only",
+    )
+    batch_size: int = Field(default=16, ge=1, description="episodes generated together (engine rows)")
 
 
 class TrainParams(Strict):

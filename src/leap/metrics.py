@@ -6,10 +6,25 @@ from collections import defaultdict
 from statistics import fmean
 
 from leap.records import CategoryMetrics, EvalResult, Trajectory
+from leap.stats import wilson
 
 
 def _mean(xs: list[float]) -> float:
     return float(fmean(xs)) if xs else 0.0
+
+
+def repeats(traj: Trajectory) -> int:
+    """Steps that repeat the previous action although it changed nothing (the "latching" failure:
+    the same observation in, the same action out): the previous action was invalid, or its
+    observation equals the one before it."""
+    n = 0
+    steps = traj.steps
+    for k in range(1, len(steps)):
+        prev, cur = steps[k - 1], steps[k]
+        unchanged = not prev.valid or cur.observation == prev.observation
+        if unchanged and cur.action.strip() == prev.action.strip():
+            n += 1
+    return n
 
 
 def summarize(trajs: list[Trajectory], *, policy: str, iteration: int | None, split: str) -> EvalResult:
@@ -18,13 +33,17 @@ def summarize(trajs: list[Trajectory], *, policy: str, iteration: int | None, sp
         by_cat[t.category].append(t)
     n_steps = sum(t.num_actions for t in trajs) or 1
     comp_keys = sorted({k for t in trajs for k in t.score_components})
+    solved = [t for t in trajs if t.success]
     return EvalResult(
         policy=policy,
         iteration=iteration,
         split=split,
         n=len(trajs),
         success_rate=_mean([float(t.success) for t in trajs]),
+        success_ci=wilson(len(solved), len(trajs)),
         avg_actions=_mean([float(t.num_actions) for t in trajs]),
+        avg_actions_solved=_mean([float(t.num_actions) for t in solved]) if solved else None,
+        repeat_rate=sum(repeats(t) for t in trajs) / n_steps,
         avg_reward=_mean([t.reward for t in trajs]),
         invalid_action_rate=sum(t.num_invalid for t in trajs) / n_steps,
         parse_error_rate=sum(t.num_parse_errors for t in trajs) / n_steps,
@@ -47,6 +66,10 @@ def flat_metrics(results: dict[str, EvalResult]) -> dict[str, float]:
     out: dict[str, float] = {}
     for split, r in results.items():
         out[f"{split}/success_rate"] = r.success_rate
+        out[f"{split}/success_ci_low"], out[f"{split}/success_ci_high"] = r.success_ci
+        out[f"{split}/repeat_rate"] = r.repeat_rate
+        if r.avg_actions_solved is not None:
+            out[f"{split}/avg_actions_solved"] = r.avg_actions_solved
         out[f"{split}/avg_actions"] = r.avg_actions
         out[f"{split}/avg_reward"] = r.avg_reward
         out[f"{split}/invalid_action_rate"] = r.invalid_action_rate

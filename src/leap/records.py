@@ -163,8 +163,10 @@ class Message(BaseModel):
 class TrainExample(Record):
     """One training example in TRL's conversational prompt-completion format.
 
-    ``rejected`` (the student's own step) is set for corrections, so DPO and KTO
-    can prefer the teacher's step over the student's.
+    The loss is on the assistant messages of ``completion``: one for a correction, every step of
+    the episode for a demonstration (its completion holds the later observations as user turns).
+    ``rejected`` (the student's own step) is set for corrections, so DPO and KTO can prefer the
+    teacher's step over the student's.
     """
 
     prompt: list[Message]
@@ -192,9 +194,14 @@ class EvalResult(Record):
     split: Split
     n: int
     success_rate: float
+    success_ci: tuple[float, float] = Field(default=(0.0, 1.0), description="95% Wilson interval")
     avg_actions: float
+    avg_actions_solved: float | None = Field(default=None, description="mean actions on solved episodes")
     avg_reward: float
     invalid_action_rate: float = 0.0
+    repeat_rate: float = Field(
+        default=0.0, description="steps that repeat the previous action after it changed nothing (latching)"
+    )
     parse_error_rate: float = 0.0
     score_components: dict[str, float] = Field(default_factory=dict)
     by_category: dict[str, CategoryMetrics] = Field(default_factory=dict)

@@ -2,7 +2,9 @@
 
 train set 0 = the demonstrations; train set i = train set i-1 + the corrections of
 iteration i. Prompts are rebuilt with the student's own prompt builder, so training
-prompts are exactly what the student sees at inference.
+prompts are exactly what the student sees at inference. A demonstration is one example (the whole
+episode, loss on every assistant turn); a correction is one example whose prompt is the student's
+own history up to the corrected step.
 """
 
 from __future__ import annotations
@@ -25,23 +27,28 @@ def _assistant(label: StepLabel) -> list[Message]:
 
 
 def examples_from_demos(trajs: list[Trajectory], params: Params) -> list[TrainExample]:
+    """One example per demonstration: the whole episode as one chat, trained on every assistant turn
+    (the history is the demonstrator's own, so nothing is recomputed per step)."""
     from leap.students.prompting import build_messages
 
     out = []
     for traj in trajs:
+        if not traj.steps:
+            continue
         task = traj.task()
-        for t, step in enumerate(traj.steps):
-            ctx = StepContext(task, traj.steps[:t], step.observation, step.admissible_actions)
-            out.append(
-                TrainExample(
-                    prompt=build_messages(ctx, params.student),
-                    completion=_assistant(StepLabel(reason=step.reason, action=step.action)),
-                    source="demo",
-                    task_id=traj.task_id,
-                    iteration=0,
-                    step_index=t,
-                )
+        last = traj.steps[-1]
+        ctx = StepContext(task, traj.steps[:-1], last.observation, last.admissible_actions)
+        msgs = build_messages(ctx, params.student) + _assistant(StepLabel(reason=last.reason, action=last.action))
+        out.append(
+            TrainExample(
+                prompt=msgs[:2],
+                completion=msgs[2:],
+                source="demo",
+                task_id=traj.task_id,
+                iteration=0,
+                step_index=0,
             )
+        )
     return out
 
 

@@ -12,9 +12,10 @@ from typing import Any
 
 from leap import paths
 from leap.config import Params
-from leap.io import atomic_path, write_json, write_text
+from leap.io import atomic_path, read_jsonl, write_json, write_text
 from leap.metrics import flat_metrics
-from leap.records import EvalResult
+from leap.records import EvalResult, Trajectory
+from leap.stats import compare
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,51 @@ def collect(params: Params) -> tuple[dict[int, dict[str, EvalResult]], dict[str,
     return per_iter, baselines
 
 
+Outcomes = dict[str, dict[str, bool]]  # split -> task id -> solved
+
+
+def _outcomes(path: Path, policy: str | None = None) -> Outcomes:
+    out: Outcomes = {}
+    if not path.exists():
+        return out
+    for t in read_jsonl(path, Trajectory):
+        if policy is None or t.policy == policy:
+            out.setdefault(t.split, {})[t.task_id] = t.success
+    return out
+
+
+def collect_outcomes(params: Params, baselines: dict[str, Any]) -> tuple[dict[int, Outcomes], dict[str, Outcomes]]:
+    """Per-episode successes of every iteration and baseline (the paired comparisons need them)."""
+    iters = {i: _outcomes(paths.eval_trajs(i)) for i in params.iteration_numbers}
+    base = {pol: _outcomes(paths.baseline_trajs(), pol) for pol in baselines}
+    return iters, base
+
+
+def comparisons(
+    per_iter: dict[int, Outcomes], base: dict[str, Outcomes], splits: list[str], seed: int = 0
+) -> dict[str, dict[str, dict[str, float]]]:
+    """{split: {"<a>_vs_<b>": paired comparison}} of every LEAP iteration against BC (iteration 0)
+    and against each baseline, and of BC against each baseline."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for split in splits:
+        rows: dict[str, dict[str, float]] = {}
+        bc = per_iter.get(0, {}).get(split, {})
+        for i, res in per_iter.items():
+            cur = res.get(split, {})
+            name = "bc" if i == 0 else f"iter_{i}"
+            if i != 0 and bc:
+                rows[f"{name}_vs_bc"] = compare(cur, bc, seed=seed).as_dict()
+            for pol, bres in base.items():
+                if split in bres:
+                    rows[f"{name}_vs_{_key(pol)}"] = compare(cur, bres[split], seed=seed).as_dict()
+        out[split] = rows
+    return out
+
+
+def _key(policy: str) -> str:
+    return policy.replace(":", "_")
+
+
 def best_iteration(per_iter: dict[int, dict[str, EvalResult]], split: str) -> int:
     # Highest validation success; ties go to fewer actions, then to the earlier iteration.
     return min(per_iter, key=lambda i: (-per_iter[i][split].success_rate, per_iter[i][split].avg_actions, i))
@@ -53,6 +99,8 @@ def curve_rows(per_iter: dict[int, dict[str, EvalResult]]) -> list[dict[str, Any
                 "iteration": i,
                 "split": split,
                 "success_rate": round(r.success_rate, 4),
+                "success_ci_low": round(r.success_ci[0], 4),
+                "success_ci_high": round(r.success_ci[1], 4),
                 "avg_actions": round(r.avg_actions, 3),
                 "avg_reward": round(r.avg_reward, 4),
             }
@@ -86,9 +134,14 @@ def plot_learning_curve(
         ax = axes[k]
         for j, split in enumerate(splits):
             color = f"C{j}"
-            ax.plot(
-                iters, [getattr(per_iter[i][split], metric) for i in iters], "o-", color=color, label=split
-            )
+            ys = [getattr(per_iter[i][split], metric) for i in iters]
+            xs = [i + (j - (len(splits) - 1) / 2) * 0.06 for i in iters]  # dodge the error bars
+            if metric == "success_rate":  # 95% Wilson intervals
+                err = [[y - per_iter[i][split].success_ci[0] for i, y in zip(iters, ys, strict=True)],
+                       [per_iter[i][split].success_ci[1] - y for i, y in zip(iters, ys, strict=True)]]
+                ax.errorbar(xs, ys, yerr=err, fmt="o-", color=color, label=split, capsize=3)
+            else:
+                ax.plot(xs, ys, "o-", color=color, label=split)
             for pol, res in baselines.items():
                 if split in res:
                     ax.axhline(getattr(res[split], metric), color=color, ls="--", lw=1, alpha=0.7)
@@ -96,7 +149,7 @@ def plot_learning_curve(
                         ax.plot([], [], "k--", lw=1, label=f"{pol} (dashed)")
         ax.set_xticks(iters, ["BC" if i == 0 else str(i) for i in iters])
         ax.set_xlabel("LEAP iteration")
-        ax.set_ylabel(label)
+        ax.set_ylabel(label + (" (95% Wilson CI)" if metric == "success_rate" else ""))
         if metric == "success_rate":
             ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
@@ -138,6 +191,8 @@ def run(params: Params, *, track: bool = True) -> dict[str, Any]:
     per_iter, baselines = collect(params)
     sel = params.loop.select_split
     best = best_iteration(per_iter, sel)
+    outcomes, base_outcomes = collect_outcomes(params, baselines)
+    paired = comparisons(outcomes, base_outcomes, list(params.env.eval_splits), seed=params.seed)
     summary = {
         "env": params.env.name,
         "teacher": params.teacher.kind,
@@ -150,8 +205,11 @@ def run(params: Params, *, track: bool = True) -> dict[str, Any]:
         "iterations": {
             str(i): {
                 s: {
+                    "n": r.n,
                     "success_rate": r.success_rate,
+                    "success_ci": list(r.success_ci),
                     "avg_actions": r.avg_actions,
+                    "avg_actions_solved": r.avg_actions_solved,
                     "avg_reward": r.avg_reward,
                     **({"score_components": r.score_components} if r.score_components else {}),
                 }
@@ -160,9 +218,19 @@ def run(params: Params, *, track: bool = True) -> dict[str, Any]:
             for i, res in per_iter.items()
         },
         "baselines": {
-            pol: {s: {"success_rate": r.success_rate, "avg_actions": r.avg_actions} for s, r in res.items()}
+            pol: {
+                s: {"n": r.n, "success_rate": r.success_rate, "success_ci": list(r.success_ci),
+                    "avg_actions": r.avg_actions, "avg_actions_solved": r.avg_actions_solved}
+                for s, r in res.items()
+            }
             for pol, res in baselines.items()
         },
+        # Paired on the same tasks: a minus b, 95% paired-bootstrap interval, McNemar's exact p.
+        "comparisons": paired,
+        "best_vs": {
+            s: {k.removeprefix(f"iter_{best}_vs_"): v for k, v in rows.items() if k.startswith(f"iter_{best}_vs_")}
+            for s, rows in paired.items()
+        } if best != 0 else {},
     }
     if params.env.name == "alfworld" and params.env.alfworld.data_dir is None:
         summary["note"] = (
@@ -182,6 +250,11 @@ def run(params: Params, *, track: bool = True) -> dict[str, Any]:
     return summary
 
 
+def summary_comparisons(params: Params) -> dict[str, dict[str, dict[str, float]]]:
+    summary = json.loads((paths.REPORTS / "summary.json").read_text(encoding="utf-8"))
+    return summary.get("comparisons", {})
+
+
 def _sync_mlflow(
     params: Params,
     per_iter: dict[int, dict[str, EvalResult]],
@@ -199,6 +272,19 @@ def _sync_mlflow(
         for i in per_iter:
             tracking.log_pipeline_metrics(
                 params, {f"baseline/{name}/{k}": v for k, v in flat_metrics(res).items()}, step=i
+            )
+    # Paired differences against BC and the teacher alone, on the learning curve (step = iteration).
+    for split, rows in summary_comparisons(params).items():
+        for name, c in rows.items():
+            a, _, b = name.partition("_vs_")
+            if not a.startswith("iter_"):
+                continue
+            i = int(a.removeprefix("iter_"))
+            tracking.log_pipeline_metrics(
+                params,
+                {f"{split}/diff_vs_{b}": c["diff"], f"{split}/diff_vs_{b}_ci_low": c["ci_low"],
+                 f"{split}/diff_vs_{b}_ci_high": c["ci_high"], f"{split}/diff_vs_{b}_p": c["p_value"]},
+                step=i,
             )
     best_res = per_iter[best]
     tracking.log_pipeline_metrics(

@@ -31,11 +31,46 @@ def _same(a: list[Message] | None, b: list[Message]) -> bool:
     return a is not None and [m.content.strip() for m in a] == [m.content.strip() for m in b]
 
 
-def sft_dataset(examples: list[TrainExample]) -> Dataset:
-    """Prompt-completion rows: the loss is on the completion (the assistant's reason + action)."""
+def _packed_groups(examples: list[TrainExample]) -> list[tuple[list[Message], int | None, list[tuple[int, Message]]]]:
+    """(trunk, train_from, branches) sequences covering ``examples``.
+
+    A demonstration is its own sequence (loss on every assistant turn of its completion). The
+    corrections of one trajectory share the student's history: their prompts are prefixes of the
+    longest one, so they become branches off that one trunk.
+    """
+    out: list[tuple[list[Message], int | None, list[tuple[int, Message]]]] = []
+    groups: dict[tuple[str, int], list[TrainExample]] = {}
+    for ex in examples:
+        if ex.source == "correction" and len(ex.completion) == 1:
+            groups.setdefault((ex.task_id, ex.iteration), []).append(ex)
+        else:
+            out.append(([*ex.prompt, *ex.completion], len(ex.prompt), []))
+    for group in groups.values():
+        group.sort(key=lambda e: len(e.prompt))
+        pending = list(group)
+        while pending:
+            trunk = pending[-1].prompt
+            fits = [e for e in pending if e.prompt == trunk[: len(e.prompt)]]
+            out.append((list(trunk), None, [(len(e.prompt), e.completion[0]) for e in fits]))
+            pending = [e for e in pending if e not in fits]
+    return out
+
+
+def sft_dataset(examples: list[TrainExample], tokenizer: Any) -> Dataset:
+    """Tokenized packed rows (``input_ids``, ``labels``, ``position_ids``, ``segment``): a demonstration
+    is one sequence trained on every step; the corrections of one student trajectory are branches off
+    its history in one sequence (see :func:`leap.students.prompting.pack_conversation`)."""
+    from leap.students.prompting import pack_conversation
+
     if not examples:
         raise TrainingDataError("no training examples")
-    rows = [{"prompt": _msgs(ex.prompt), "completion": _msgs(ex.completion)} for ex in examples]
+    rows = []
+    for trunk, train_from, branches in _packed_groups(examples):
+        seq = pack_conversation(tokenizer, trunk, train_from=train_from, branches=branches)
+        rows.append(
+            {"input_ids": seq.input_ids, "labels": seq.labels, "position_ids": seq.position_ids,
+             "segment": seq.segment}
+        )
     return Dataset.from_list(rows)
 
 
@@ -75,3 +110,47 @@ def kto_dataset(examples: list[TrainExample], seed: int) -> Dataset:
         raise TrainingDataError("no training examples")
     random.Random(seed).shuffle(rows)
     return Dataset.from_list(rows)
+
+
+class PackedCollator:
+    """Batches packed rows with the attention mask that keeps branches apart.
+
+    A token attends to earlier tokens of the trunk (segment 0) and of its own branch; rows are
+    right-padded. The 4D boolean mask goes to the model as is (Hugging Face models accept a
+    prepared 4D mask), with the rows' own position ids.
+    """
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad = pad_token_id
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(r["input_ids"]) for r in rows)
+        n = len(rows)
+        ids = torch.full((n, width), self.pad, dtype=torch.long)
+        labels = torch.full((n, width), -100, dtype=torch.long)
+        pos = torch.zeros((n, width), dtype=torch.long)
+        seg = torch.full((n, width), -1, dtype=torch.long)  # -1: padding
+        for i, r in enumerate(rows):
+            k = len(r["input_ids"])
+            ids[i, :k] = torch.tensor(r["input_ids"])
+            labels[i, :k] = torch.tensor(r["labels"])
+            pos[i, :k] = torch.tensor(r["position_ids"])
+            seg[i, :k] = torch.tensor(r["segment"])
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        same = seg[:, :, None] == seg[:, None, :]
+        trunk = (seg == 0)[:, None, :]
+        real = (seg >= 0)[:, None, :]
+        mask = causal[None] & real & (trunk | same)
+        # Padding queries attend to themselves only (a fully masked row would give NaN).
+        mask |= torch.eye(width, dtype=torch.bool)[None] & (seg < 0)[:, :, None]
+        return {"input_ids": ids, "labels": labels, "position_ids": pos, "attention_mask": mask[:, None]}
+
+
+def truncate_rows(ds: Dataset, max_length: int) -> tuple[Dataset, int]:
+    """Cut packed rows to ``max_length`` tokens (keeping the start); returns the rows and how many were cut."""
+    cut = sum(len(x) > max_length for x in ds["input_ids"])
+    if not cut:
+        return ds, 0
+    return ds.map(lambda r: {k: r[k][:max_length] for k in ("input_ids", "labels", "position_ids", "segment")}), cut

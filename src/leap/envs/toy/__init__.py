@@ -1,9 +1,21 @@
-"""A tiny partially observable environment: find the key hidden in one of several boxes,
-then open the door. Runs instantly; used by tests and as the template for adding an
-environment (one package + one `register` call).
+"""A tiny partially observable environment in which a privileged teacher has something realizable to
+teach. Runs instantly; used by tests (including the test that LEAP learns) and as the template for
+adding an environment (one package + one `register` call).
 
-The key's box is the privileged state: a student must search; a privileged teacher
-knows where to look.
+A key is hidden in one of ``n_boxes`` boxes; with the key, "open door" wins. Two visible cues lead
+to it:
+
+- at the start, a smell points to one box ("A smell of mint hangs in the air": mint means box 2,
+  the same in every task, to be learned) — the key's box with probability ``cue_accuracy``,
+  another box otherwise;
+- opening an empty box makes a sound that points to the key's box ("A faint jingle comes from
+  the south": south means box 2) — always right.
+
+The key's box is the privileged state. The privileged expert opens it at once, so its
+demonstrations never show an empty box, and behaviour cloning never sees the jingle. A student
+that follows the smell and is misled then sits in a state its demonstrations never covered; the
+teacher's corrections there (follow the jingle) are realizable from
+what the student sees: that is what DAgger-style correction adds over cloning.
 """
 
 from __future__ import annotations
@@ -16,6 +28,10 @@ from leap.agent import StepContext
 from leap.envs.base import register
 from leap.envs.toy.params import ToyParams
 from leap.records import PrivilegedState, StepLabel, Task
+
+SCENTS = ("pine", "mint", "rose", "lemon", "sage", "cedar", "smoke", "honey")  # box k smells of SCENTS[k-1]
+SOUNDS = ("north", "south", "east", "west", "left", "right", "above", "below")  # box k jingles from SOUNDS[k-1]
+INSTRUCTION = "Your task is to: find the key and open the door."
 
 
 def _box_of(task: Task) -> int:
@@ -53,7 +69,11 @@ class ToyEnv:
     def reset(self, task: Task, *, seed: int | None = None) -> tuple[str, dict[str, Any]]:
         self.task, self.opened, self.has_key = task, set(), False
         n = self.n_boxes
-        obs = f"You are in a room with a locked door and {n} boxes (box 1 to box {n}). {task.instruction}"
+        scent = SCENTS[int(task.spec["scent_box"]) - 1]
+        obs = (
+            f"You are in a room with a locked door and {n} boxes (box 1 to box {n}). "
+            f"A smell of {scent} hangs in the air. {task.instruction}"
+        )
         return obs, self._info()
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
@@ -68,10 +88,12 @@ class ToyEnv:
                 b = -1
             if 1 <= b <= self.n_boxes and b not in self.opened:
                 self.opened.add(b)
-                if b == _box_of(self.task):
+                key = _box_of(self.task)
+                if b == key:
                     self.has_key = True
                     return f"You open box {b}. Inside is a key; you take it.", 0.0, False, False, self._info()
-                return f"You open box {b}. It is empty.", 0.0, False, False, self._info()
+                obs = f"You open box {b}. It is empty. A faint jingle comes from the {SOUNDS[key - 1]}."
+                return obs, 0.0, False, False, self._info()
         return "Nothing happens.", 0.0, False, False, self._info(valid=False)
 
     def close(self) -> None:
@@ -87,25 +109,25 @@ class ToyTasks:
         pass
 
     def tasks(self, split: str) -> list[Task]:
+        p = self.params
         rng = random.Random(f"{self.seed}-{split}")
-        n_boxes = self.params.n_boxes
-        count = {
-            "train": self.params.n_train,
-            "valid": self.params.n_valid,
-            "test": self.params.n_test,
-            "test_ood": self.params.n_test_ood,
-        }.get(split, 0)
-        return [
-            Task(
-                task_id=f"toy-{split}-{k}",
-                env="toy",
-                split=split,
-                category="near" if (box := rng.randint(1, n_boxes)) <= n_boxes // 2 else "far",
-                instruction="Your task is to: find the key and open the door.",
-                spec={"key_box": box},
+        count = {"train": p.n_train, "valid": p.n_valid, "test": p.n_test, "test_ood": p.n_test_ood}.get(split, 0)
+        out = []
+        for k in range(count):
+            key = rng.randint(1, p.n_boxes)
+            right = rng.random() < p.cue_accuracy
+            scent = key if right else rng.choice([b for b in range(1, p.n_boxes + 1) if b != key])
+            out.append(
+                Task(
+                    task_id=f"toy-{split}-{k}",
+                    env="toy",
+                    split=split,
+                    category="smell_right" if right else "smell_misleads",
+                    instruction=INSTRUCTION,
+                    spec={"key_box": key, "scent_box": scent},
+                )
             )
-            for k in range(count)
-        ]
+        return out
 
     def privileged_state(self, task: Task) -> PrivilegedState:
         box = _box_of(task)
@@ -118,18 +140,37 @@ class ToyTasks:
         )
 
 
+def _visible_lead(ctx: StepContext) -> tuple[int, str] | None:
+    """The box the latest cue points to, and the reason a student could give for opening it."""
+    texts = [s.observation for s in ctx.history] + [ctx.observation]
+    for text in reversed(texts):  # the newest cue wins: a jingle overrides the smell
+        for k, sound in enumerate(SOUNDS, start=1):
+            if f"comes from the {sound}." in text:
+                return k, "I follow the jingle."
+    for k, scent in enumerate(SCENTS, start=1):
+        if f"smell of {scent} " in texts[0]:
+            return k, "I follow the smell."
+    return None
+
+
 def oracle(ctx: StepContext, student: StepLabel | None, level: int) -> StepLabel:
+    del student
     admissible = ctx.admissible_actions or []
     if "open door" in admissible:
-        return StepLabel(reason="I have the key, so I can open the door.", action="open door")
-    if level == 0 or not ctx.privileged:
+        return StepLabel(reason="I have the key, so I open the door.", action="open door")
+    lead = _visible_lead(ctx)
+    if level == 0 or not ctx.privileged:  # nothing privileged is read on this path
+        if lead and f"open box {lead[0]}" in admissible:
+            return StepLabel(reason=lead[1], action=f"open box {lead[0]}")
         nxt = admissible[0] if admissible else "open box 1"
-        return StepLabel(reason="I have not found the key yet, so I check the next unopened box.", action=nxt)
+        return StepLabel(reason="I have no lead, so I open the next closed box.", action=nxt)
     action = ctx.privileged["expert_action"]
+    box = int(action.removeprefix("open box "))
     if level >= 4:
-        box = action.removeprefix("open box ")
         return StepLabel(reason=f"The key is in box {box}, so I open it.", action=action)
-    return StepLabel(reason="I need the key; this box looks worth checking.", action=action)
+    if lead and lead[0] == box:  # the visible cue agrees with the privileged fact: say the cue
+        return StepLabel(reason=lead[1], action=action)
+    return StepLabel(reason="I have no better lead, so I try another box.", action=action)
 
 
 register(
