@@ -83,8 +83,7 @@ def _ctx(env: str, n_hist: int, n_adm: int | None, privileged: str) -> StepConte
 
 STUDENT_PARAMS = {
     "default": StudentParams(),
-    "window0": StudentParams(history_window=0),
-    "earlier": StudentParams(history_window=2, earlier_actions=3),
+    "short_obs": StudentParams(max_observation_chars=40),
     "admissible": StudentParams(show_admissible=True, max_observation_chars=64),
 }
 

@@ -62,23 +62,26 @@ def test_llm_teacher_annotates_with_its_cache(toy_dir: Path, monkeypatch: pytest
         _stage(toy_dir, "-e", "exp.yaml", "demos")
         demos = read_jsonl(toy_dir / "data/iter_0/demos.jsonl", Trajectory)
         assert len(demos) == 12 and sum(t.num_actions for t in demos) == 24
-        # One request per distinct (history, action): 4 boxes x 2 steps (identical ones are asked once).
+        # One request per distinct (history, action); identical ones are asked once.
+        first = {(t.steps[0].observation, t.steps[0].action) for t in demos}
+        second = {(t.steps[0].observation, t.steps[0].action, t.steps[1].observation) for t in demos}
+        n = len(first) + len(second)
         asked = [r["messages"][1]["content"] for r in fake.requests]
-        assert len(asked) == len(set(asked)) == 8
-        assert sum("Action taken: open door" in u for u in asked) == 4
-        assert {s.reason for t in demos for s in t.steps} == {f"Reason {n}." for n in range(8)}
+        assert len(asked) == len(set(asked)) == n < 24
+        assert sum("Action taken: open door" in u for u in asked) == len(second)
+        assert {s.reason for t in demos for s in t.steps} == {f"Reason {k}." for k in range(n)}
         _stage(toy_dir, "-e", "exp.yaml", "demos")  # unchanged re-run: every reply from the cache
-        assert len(fake.requests) == 8
+        assert len(fake.requests) == n
         assert read_jsonl(toy_dir / "data/iter_0/demos.jsonl", Trajectory) == demos
     finally:
         fake.stop()
 
 
 def test_steps_the_teacher_cannot_explain_drop_their_demonstration(toy_dir: Path) -> None:
-    # The λ0 oracle opens the boxes in order: it explains an expert's "open box 3" only when boxes
-    # 1 and 2 are open, so demonstrations whose key is not in box 1 lose a reason and are dropped.
+    # The λ0 oracle follows the smell: it explains an expert's "open box K" only when the smell points
+    # to box K, so demonstrations where the smell misleads lose a reason and are dropped.
     (toy_dir / "exp.yaml").write_text(yaml.safe_dump({"demos": {"privilege_level": 0}}))
     _stage(toy_dir, "-e", "exp.yaml", "demos")
     demos = read_jsonl(toy_dir / "data/iter_0/demos.jsonl", Trajectory)
     assert 0 < len(demos) < 12
-    assert all(t.steps[0].action == "open box 1" and all(s.reason for s in t.steps) for t in demos)
+    assert all(t.category == "smell_right" and all(s.reason for s in t.steps) for t in demos)

@@ -62,8 +62,19 @@ def _params(model: Path) -> Params:
                 "eval_splits": ["valid", "test"],
                 "toy": {"n_boxes": 4, "cue_accuracy": 0.5, "n_train": 160, "n_valid": 20, "n_test": N_TEST},
             },
-            "student": {"model": str(model), "max_new_tokens": 16, "batch_size": 16, "lora": {"r": 16, "alpha": 32}},
-            "train": {"epochs": 10, "learning_rate": 0.01, "batch_size": 4, "grad_accum": 1, "max_length": 512},
+            "student": {
+                "model": str(model),
+                "max_new_tokens": 16,
+                "batch_size": 16,
+                "lora": {"r": 16, "alpha": 32},
+            },
+            "train": {
+                "epochs": 10,
+                "learning_rate": 0.01,
+                "batch_size": 4,
+                "grad_accum": 1,
+                "max_length": 512,
+            },
             "demos": {"privilege_level": 2},
             "teacher": {"privilege_level": 2},
             "loop": {"iterations": {"1": 0}, "correct_failed_only": True},
@@ -88,20 +99,29 @@ def _run_loop(root: Path, params: Params, monkeypatch: pytest.MonkeyPatch, *, dr
     aggregate.run(params, 1)
     train.run(params, 1)
     leap = evaluate.run(params, 1)
-    return {"bc": bc["test"].success_rate, "leap": leap["test"].success_rate,
-            "bc_valid": bc["valid"].success_rate, "leap_valid": leap["valid"].success_rate}
+    return {
+        "bc": bc["test"].success_rate,
+        "leap": leap["test"].success_rate,
+        "bc_valid": bc["valid"].success_rate,
+        "leap_valid": leap["valid"].success_rate,
+    }
 
 
 def test_leap_beats_bc_by_a_fixed_margin(
     toy_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     res = _run_loop(tmp_path, _params(toy_model), monkeypatch, drop_corrections=False)
-    misled = [t for t in read_jsonl(tmp_path / "data/iter_0/eval.jsonl", Trajectory)
-              if t.split == "test" and t.category == "smell_misleads"]
+    misled = [
+        t
+        for t in read_jsonl(tmp_path / "data/iter_0/eval.jsonl", Trajectory)
+        if t.split == "test" and t.category == "smell_misleads"
+    ]
     assert misled, "the test split must hold episodes where the smell misleads"
     assert res["leap"] - res["bc"] >= MARGIN, res
 
 
-def test_a_no_op_update_does_not_pass(toy_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_no_op_update_does_not_pass(
+    toy_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     res = _run_loop(tmp_path, _params(toy_model), monkeypatch, drop_corrections=True)
     assert res["leap"] - res["bc"] < MARGIN, res

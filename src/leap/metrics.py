@@ -60,6 +60,14 @@ def summarize(trajs: list[Trajectory], *, policy: str, iteration: int | None, sp
     )
 
 
+def outcomes(trajs: list[Trajectory]) -> dict[str, dict[str, bool]]:
+    """{split: {task id: solved}} (what the report pairs across policies)."""
+    out: dict[str, dict[str, bool]] = {}
+    for t in trajs:
+        out.setdefault(t.split, {})[t.task_id] = t.success
+    return out
+
+
 def flat_metrics(results: dict[str, EvalResult]) -> dict[str, float]:
     """{split: EvalResult} -> MLflow-style keys, e.g. 'test_ood/success_rate',
     'test_ood/cat/pick_and_place_simple/success_rate', 'test/score/att'."""

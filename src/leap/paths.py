@@ -65,6 +65,12 @@ def baseline_metrics() -> Path:
     return METRICS / "baseline.json"
 
 
+def outcomes(name: str) -> Path:
+    """Per-episode success of one policy ({split: {task id: solved}}; name = "iter_<i>" or "baseline"),
+    which the report pairs across policies (the same tasks for every one)."""
+    return METRICS / "outcomes" / f"{name}.json"
+
+
 def journal(path: Path, key: str) -> Path:
     """Resume journal kept beside an output while its stage runs. ``key`` fingerprints the
     stage's inputs, so a journal left by a run on other inputs is never resumed."""

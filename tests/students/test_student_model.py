@@ -11,6 +11,7 @@ from leap.agent import Policy, PolicyOutput, StepContext
 from leap.config import StudentParams
 from leap.records import Task
 from leap.students import models
+from leap.students.engine import Completion
 from leap.students.generation import ActionLineStop, Generator
 from leap.students.models import StudentLoadError, load_student, resolve_dtype, resolve_model
 from leap.students.policy import StudentPolicy
@@ -86,9 +87,15 @@ def test_student_policy_never_raises_on_garbage(tiny: tuple) -> None:
 
 def test_student_policy_parses_and_repairs(tiny: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
     model, tok = tiny
-    policy = StudentPolicy(StudentParams(), None, "student:test", model=model, tokenizer=tok)
-    answers = ["Reason: fridge.\nAction: go to fridge", "no format at all", "Reason: r\nAction: look"]
-    monkeypatch.setattr(policy.generator, "generate", lambda prompts: answers[: len(prompts)])
+    params = StudentParams(constrained_actions=False)  # free-text actions: the snapper repairs them
+    policy = StudentPolicy(params, None, "student:test", model=model, tokenizer=tok)
+    # the engine returns what follows the forced "Reason:" prefix
+    answers = [" fridge.\nAction: go to fridge", " no format at all", " r\nAction: look"]
+
+    def fake(requests: list) -> list[Completion]:
+        return [Completion(text=a, token_ids=[], prefilled=0, cached=0) for a in answers[: len(requests)]]
+
+    monkeypatch.setattr(policy.engine, "generate", fake)
     outs = policy.act([_ctx("a", ["go to fridge 1", "look"]), _ctx("b", ["look"]), _ctx("c")])
     assert (outs[0].action, outs[0].parse_ok, outs[0].meta) == (
         "go to fridge 1",
@@ -117,9 +124,14 @@ def test_4bit_needs_cuda(tiny_model_dir: Path) -> None:
         load_student(StudentParams(model=str(tiny_model_dir), quantization="4bit"))
 
 
-def test_dtype_auto_is_float32_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dtype_auto_on_cpu_is_bfloat16_only_with_amx(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LEAP_CPU_BF16", "0")
     assert resolve_dtype("auto") == torch.float32
+    monkeypatch.setenv("LEAP_CPU_BF16", "1")
+    assert resolve_dtype("auto") == torch.bfloat16
+    monkeypatch.delenv("LEAP_CPU_BF16")
+    assert resolve_dtype("auto") == (torch.bfloat16 if models.cpu_has_fast_bf16() else torch.float32)
     assert resolve_dtype("bfloat16") == torch.bfloat16
 
 

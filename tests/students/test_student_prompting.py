@@ -1,4 +1,5 @@
-"""Student prompt: bounded history, no privileged text, format; answer parsing and repair."""
+"""Student prompt: the whole episode as a chat, each step an append, no privileged text, format;
+answer parsing and repair; tokens for training (packed demonstrations and corrections)."""
 
 from __future__ import annotations
 
@@ -59,50 +60,46 @@ def _text(msgs: list) -> str:
     return "\n".join(m.content for m in msgs)
 
 
-def test_messages_shape_and_format_instructions() -> None:
-    msgs = build_messages(_ctx(), StudentParams())
-    assert [m.role for m in msgs] == ["system", "user"]
-    assert "Respond with exactly two lines" in msgs[0].content
+def test_messages_are_the_whole_episode_as_a_chat() -> None:
+    msgs = build_messages(_ctx(3), StudentParams())
+    assert [m.role for m in msgs] == ["system"] + ["user", "assistant"] * 3 + ["user"]
+    assert "Answer each observation with two lines" in msgs[0].content
     assert "Action: <one action>" in msgs[0].content
+    # the task is stated once, with the first observation; every step is there
     assert "Your task is to: put a clean apple in the fridge." in msgs[1].content
-    assert "You arrive at shelf 9" in msgs[1].content
+    assert all("Your task is to" not in m.content for m in msgs[2:])
+    assert [m.content for m in msgs[2::2]] == [
+        format_completion(StepLabel(reason=f"reason number {i}", action=f"go to shelf {i}")) for i in range(3)
+    ]
+    assert msgs[-1].content.startswith("You arrive at shelf 9")
+
+
+def test_each_step_only_appends_to_the_previous_prompt() -> None:
+    """What lets the engine keep an episode's KV cache: step t+1's chat starts with step t's chat."""
+    params = StudentParams(show_admissible=False)
+    for n in range(6):
+        ctx, nxt = _ctx(n), _ctx(n + 1)
+        nxt.history[n] = Step(observation=ctx.observation, reason="r", action="a")
+        before = build_messages(ctx, params)
+        after = build_messages(nxt, params)
+        assert after[: len(before)] == before
+        assert len(after) == len(before) + 2
+
+
+def test_the_task_is_added_when_the_observation_does_not_state_it() -> None:
+    ctx = _ctx(0)
+    ctx.observation = "You are in the middle of a room."
+    first = build_messages(ctx, StudentParams())[1].content
+    assert first.startswith("Task: Your task is to: put a clean apple in the fridge.")
+    ctx.observation = "You are in the middle of a room. Your task is to: put a clean apple in the fridge."
+    assert "Task:" not in build_messages(ctx, StudentParams())[1].content
 
 
 @pytest.mark.parametrize("show_admissible", [False, True])
-@pytest.mark.parametrize("window", [0, 3, 50])
-def test_privileged_text_never_rendered(show_admissible: bool, window: int) -> None:
-    params = StudentParams(show_admissible=show_admissible, history_window=window)
-    assert SENTINEL not in _text(build_messages(_ctx(8), params))
-
-
-def test_history_window_bounds_the_prompt() -> None:
-    params = StudentParams(history_window=3, earlier_actions=0)
-    short = _text(build_messages(_ctx(30), params))
-    long = _text(build_messages(_ctx(300), params))
-    # Same number of steps shown: only the digits of step numbers (and the omitted count) grow.
-    assert len(long) - len(short) < 20
-    assert "go to shelf 299" in long and "go to shelf 297" in long
-    assert "go to shelf 296" not in long
-    assert "297 earlier steps not shown" in long
-    assert "Step 300" in long and "Step 297" not in long
-
-
-def test_earlier_actions_list_where_the_agent_has_been() -> None:
-    text = _text(build_messages(_ctx(10), StudentParams(history_window=2, earlier_actions=5)))
-    # steps 0-7 left the window; the actions of the last 5 of them stay, oldest first
-    shelves = "; ".join(f"go to shelf {i}" for i in range(3, 8))
-    assert f"Earlier actions: {shelves}\n" in text
-    assert "go to shelf 2" not in text and "reason number 7" not in text
-    few = _text(build_messages(_ctx(4), StudentParams(history_window=2, earlier_actions=5)))
-    assert "Earlier actions: go to shelf 0; go to shelf 1\n" in few
-    assert "Earlier actions" not in _text(build_messages(_ctx(2), StudentParams(history_window=2)))
-    long = _text(build_messages(_ctx(300), StudentParams(history_window=2, earlier_actions=5)))
-    assert len(long) - len(text) < 40  # still bounded
-
-
-def test_history_window_zero_shows_no_history() -> None:
-    text = _text(build_messages(_ctx(5), StudentParams(history_window=0, earlier_actions=0)))
-    assert "go to shelf" not in text and "reason number" not in text
+@pytest.mark.parametrize("n_steps", [0, 3, 50])
+def test_privileged_text_never_rendered(show_admissible: bool, n_steps: int) -> None:
+    params = StudentParams(show_admissible=show_admissible)
+    assert SENTINEL not in _text(build_messages(_ctx(n_steps), params))
 
 
 def test_observations_truncated() -> None:
@@ -112,7 +109,7 @@ def test_observations_truncated() -> None:
     text = _text(build_messages(ctx, StudentParams(max_observation_chars=100)))
     assert "A" * 100 not in text and "A" * 90 in text
     assert "o" * 100 not in text
-    assert len(text) < 1500
+    assert len(text) < 2000
 
 
 def test_admissible_only_when_asked() -> None:
@@ -205,9 +202,7 @@ def test_snap_threshold_is_the_param() -> None:
     assert snap_action("take apple from countertop 1", ADMISSIBLE, 99) is None
 
 
-def test_initial_observation_stays_in_view() -> None:
-    params = StudentParams(history_window=2)
-    long = _text(build_messages(_ctx(10), params))
-    assert "Initial observation: obs0 " in long  # the scene description left the window but is kept
-    short = _text(build_messages(_ctx(2), params))
-    assert "Initial observation" not in short and "obs0 " in short  # shown once, as step 1
+def test_whole_scene_stays_in_view() -> None:
+    """No window: the first observation (every receptacle in the room) and every step stay."""
+    text = _text(build_messages(_ctx(40), StudentParams()))
+    assert "obs0 " in text and "go to shelf 0" in text and "go to shelf 39" in text

@@ -38,7 +38,9 @@ def examples_from_demos(trajs: list[Trajectory], params: Params) -> list[TrainEx
         task = traj.task()
         last = traj.steps[-1]
         ctx = StepContext(task, traj.steps[:-1], last.observation, last.admissible_actions)
-        msgs = build_messages(ctx, params.student) + _assistant(StepLabel(reason=last.reason, action=last.action))
+        msgs = build_messages(ctx, params.student) + _assistant(
+            StepLabel(reason=last.reason, action=last.action)
+        )
         out.append(
             TrainExample(
                 prompt=msgs[:2],

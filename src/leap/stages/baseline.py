@@ -9,6 +9,7 @@ from leap import paths
 from leap.agent import Policy, TeacherPolicy
 from leap.config import Params
 from leap.io import write_json, write_jsonl
+from leap.metrics import outcomes
 from leap.records import EvalResult, Trajectory
 from leap.stages.common import finish_journal, inputs_key, seed_everything
 from leap.stages.evaluate import evaluate_policy
@@ -27,7 +28,8 @@ def policies(params: Params) -> list[Policy]:
 
 
 def run(params: Params) -> dict[str, dict[str, EvalResult]]:
-    """Writes data/baseline/ and metrics/baseline.json; returns the results per policy and split."""
+    """Writes data/baseline/, metrics/baseline.json and metrics/outcomes/baseline.json; returns the
+    results per policy and split."""
     seed_everything(params.seed, torch=True)
     deps = [paths.tasks(s) for s in params.env.eval_splits]
     out = paths.baseline_trajs()
@@ -45,4 +47,8 @@ def run(params: Params) -> dict[str, dict[str, EvalResult]]:
         paths.baseline_metrics(),
         {p: {s: r.model_dump(mode="json") for s, r in res.items()} for p, res in results.items()},
     )
+    by_policy: dict[str, list[Trajectory]] = {}
+    for t in all_trajs:
+        by_policy.setdefault(t.policy, []).append(t)
+    write_json(paths.outcomes("baseline"), {p: outcomes(ts) for p, ts in by_policy.items()})
     return results

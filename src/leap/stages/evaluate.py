@@ -8,7 +8,7 @@ from leap import paths
 from leap.agent import Policy
 from leap.config import Params
 from leap.io import write_json, write_jsonl
-from leap.metrics import summarize
+from leap.metrics import outcomes, summarize
 from leap.records import EvalResult, Trajectory
 from leap.stages.common import finish_journal, inputs_key, load_tasks, seed_everything
 from leap.stages.episodes import run_with_journal, student_policy
@@ -31,7 +31,8 @@ def evaluate_policy(
 
 
 def run(params: Params, iteration: int) -> dict[str, EvalResult]:
-    """Writes data/iter_i/eval.jsonl and metrics/iter_i.json; returns the results per split."""
+    """Writes data/iter_i/eval.jsonl, metrics/iter_i.json and metrics/outcomes/iter_i.json; returns
+    the results per split."""
     seed_everything(params.seed + iteration, torch=True)
     policy = student_policy(params, iteration)
     out = paths.eval_trajs(iteration)
@@ -39,5 +40,6 @@ def run(params: Params, iteration: int) -> dict[str, EvalResult]:
     trajs, results = evaluate_policy(params, policy, iteration, out, inputs_key(params, *deps))
     write_jsonl(out, trajs)
     write_json(paths.eval_metrics(iteration), {s: r.model_dump(mode="json") for s, r in results.items()})
+    write_json(paths.outcomes(f"iter_{iteration}"), outcomes(trajs))
     finish_journal(out)
     return results

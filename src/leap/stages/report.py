@@ -12,9 +12,9 @@ from typing import Any
 
 from leap import paths
 from leap.config import Params
-from leap.io import atomic_path, read_jsonl, write_json, write_text
+from leap.io import atomic_path, write_json, write_text
 from leap.metrics import flat_metrics
-from leap.records import EvalResult, Trajectory
+from leap.records import EvalResult
 from leap.stats import compare
 
 log = logging.getLogger(__name__)
@@ -44,21 +44,14 @@ def collect(params: Params) -> tuple[dict[int, dict[str, EvalResult]], dict[str,
 Outcomes = dict[str, dict[str, bool]]  # split -> task id -> solved
 
 
-def _outcomes(path: Path, policy: str | None = None) -> Outcomes:
-    out: Outcomes = {}
-    if not path.exists():
-        return out
-    for t in read_jsonl(path, Trajectory):
-        if policy is None or t.policy == policy:
-            out.setdefault(t.split, {})[t.task_id] = t.success
-    return out
-
-
-def collect_outcomes(params: Params, baselines: dict[str, Any]) -> tuple[dict[int, Outcomes], dict[str, Outcomes]]:
+def collect_outcomes(params: Params) -> tuple[dict[int, Outcomes], dict[str, Outcomes]]:
     """Per-episode successes of every iteration and baseline (the paired comparisons need them)."""
-    iters = {i: _outcomes(paths.eval_trajs(i)) for i in params.iteration_numbers}
-    base = {pol: _outcomes(paths.baseline_trajs(), pol) for pol in baselines}
-    return iters, base
+
+    def load(path: Path) -> dict[str, Any]:
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+    iters = {i: load(paths.outcomes(f"iter_{i}")) for i in params.iteration_numbers}
+    return iters, load(paths.outcomes("baseline"))
 
 
 def comparisons(
@@ -137,8 +130,10 @@ def plot_learning_curve(
             ys = [getattr(per_iter[i][split], metric) for i in iters]
             xs = [i + (j - (len(splits) - 1) / 2) * 0.06 for i in iters]  # dodge the error bars
             if metric == "success_rate":  # 95% Wilson intervals
-                err = [[y - per_iter[i][split].success_ci[0] for i, y in zip(iters, ys, strict=True)],
-                       [per_iter[i][split].success_ci[1] - y for i, y in zip(iters, ys, strict=True)]]
+                err = [
+                    [y - per_iter[i][split].success_ci[0] for i, y in zip(iters, ys, strict=True)],
+                    [per_iter[i][split].success_ci[1] - y for i, y in zip(iters, ys, strict=True)],
+                ]
                 ax.errorbar(xs, ys, yerr=err, fmt="o-", color=color, label=split, capsize=3)
             else:
                 ax.plot(xs, ys, "o-", color=color, label=split)
@@ -191,7 +186,7 @@ def run(params: Params, *, track: bool = True) -> dict[str, Any]:
     per_iter, baselines = collect(params)
     sel = params.loop.select_split
     best = best_iteration(per_iter, sel)
-    outcomes, base_outcomes = collect_outcomes(params, baselines)
+    outcomes, base_outcomes = collect_outcomes(params)
     paired = comparisons(outcomes, base_outcomes, list(params.env.eval_splits), seed=params.seed)
     summary = {
         "env": params.env.name,
@@ -219,8 +214,13 @@ def run(params: Params, *, track: bool = True) -> dict[str, Any]:
         },
         "baselines": {
             pol: {
-                s: {"n": r.n, "success_rate": r.success_rate, "success_ci": list(r.success_ci),
-                    "avg_actions": r.avg_actions, "avg_actions_solved": r.avg_actions_solved}
+                s: {
+                    "n": r.n,
+                    "success_rate": r.success_rate,
+                    "success_ci": list(r.success_ci),
+                    "avg_actions": r.avg_actions,
+                    "avg_actions_solved": r.avg_actions_solved,
+                }
                 for s, r in res.items()
             }
             for pol, res in baselines.items()
@@ -228,9 +228,15 @@ def run(params: Params, *, track: bool = True) -> dict[str, Any]:
         # Paired on the same tasks: a minus b, 95% paired-bootstrap interval, McNemar's exact p.
         "comparisons": paired,
         "best_vs": {
-            s: {k.removeprefix(f"iter_{best}_vs_"): v for k, v in rows.items() if k.startswith(f"iter_{best}_vs_")}
+            s: {
+                k.removeprefix(f"iter_{best}_vs_"): v
+                for k, v in rows.items()
+                if k.startswith(f"iter_{best}_vs_")
+            }
             for s, rows in paired.items()
-        } if best != 0 else {},
+        }
+        if best != 0
+        else {},
     }
     if params.env.name == "alfworld" and params.env.alfworld.data_dir is None:
         summary["note"] = (
@@ -282,8 +288,12 @@ def _sync_mlflow(
             i = int(a.removeprefix("iter_"))
             tracking.log_pipeline_metrics(
                 params,
-                {f"{split}/diff_vs_{b}": c["diff"], f"{split}/diff_vs_{b}_ci_low": c["ci_low"],
-                 f"{split}/diff_vs_{b}_ci_high": c["ci_high"], f"{split}/diff_vs_{b}_p": c["p_value"]},
+                {
+                    f"{split}/diff_vs_{b}": c["diff"],
+                    f"{split}/diff_vs_{b}_ci_low": c["ci_low"],
+                    f"{split}/diff_vs_{b}_ci_high": c["ci_high"],
+                    f"{split}/diff_vs_{b}_p": c["p_value"],
+                },
                 step=i,
             )
     best_res = per_iter[best]

@@ -284,7 +284,7 @@ class Engine:
         trie = self._trie_cache.get(key)
         if trie is None:
             # Each action as the model would write it after the marker, then the end of the turn.
-            seqs = [self._ids(" " + a.strip()) + [self.end_id] for a in actions if a.strip()]
+            seqs = [[*self._ids(" " + a.strip()), self.end_id] for a in actions if a.strip()]
             trie = TokenTrie(seqs)
             if len(self._trie_cache) > 4096:
                 self._trie_cache.clear()
@@ -307,7 +307,9 @@ class Engine:
                 if m:
                     diff = np.nonzero(a[:m] != b[:m])[0]
                     lcp[i, j] = diff[0] if len(diff) else m
-        pairs = sorted(((int(lcp[i, j]), -j, i, j) for i in range(n) for j in range(self.max_rows)), reverse=True)
+        pairs = sorted(
+            ((int(lcp[i, j]), -j, i, j) for i in range(n) for j in range(self.max_rows)), reverse=True
+        )
         row_of = [-1] * n
         taken: set[int] = set()
         for _, _, i, j in pairs:
@@ -376,10 +378,7 @@ class Engine:
         return torch.stack([x for x in hidden if x is not None])
 
     def _choose(self, logits: torch.Tensor, allowed: list[int] | None) -> tuple[int, float]:
-        if allowed is not None:
-            sub = logits[torch.tensor(allowed, device=logits.device)]
-        else:
-            sub = logits
+        sub = logits[torch.tensor(allowed, device=logits.device)] if allowed is not None else logits
         logp = torch.log_softmax(sub.float(), dim=-1)
         if self.temperature > 0:
             probs = torch.softmax(sub.float() / self.temperature, dim=-1).cpu()

@@ -69,7 +69,9 @@ class StudentPolicy:
         return self.engine.encode(text + REASON_PREFIX)
 
     def request(self, ctx: StepContext) -> Request:
-        actions = ctx.admissible_actions if self.params.constrained_actions and ctx.admissible_actions else None
+        actions = (
+            ctx.admissible_actions if self.params.constrained_actions and ctx.admissible_actions else None
+        )
         banned: list[str] = []
         if actions and self.params.avoid_noop_repeat and ctx.history and not ctx.history[-1].valid:
             banned = [ctx.history[-1].action]
@@ -79,7 +81,9 @@ class StudentPolicy:
         if not contexts:
             return []
         completions = self.engine.generate([self.request(ctx) for ctx in contexts])
-        return [self._output(ctx, REASON_PREFIX + c.text) for ctx, c in zip(contexts, completions, strict=True)]
+        return [
+            self._output(ctx, REASON_PREFIX + c.text) for ctx, c in zip(contexts, completions, strict=True)
+        ]
 
     def _output(self, ctx: StepContext, text: str) -> PolicyOutput:
         reason, action, ok = parse_completion(text)

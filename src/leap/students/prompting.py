@@ -79,12 +79,31 @@ def build_messages(ctx: StepContext, params: StudentParams) -> list[Message]:
     for k, step in enumerate(history):
         # Past turns never list admissible actions: what was admissible then is not needed now, and a
         # turn must render the same at every later step (so the cached prefix stays valid).
-        msgs.append(Message(role="user", content=observation_turn(
-            task, step.observation, first=k == 0, admissible_actions=None, params=params)))
-        msgs.append(Message(role="assistant", content=format_completion(StepLabel(reason=step.reason,
-                                                                                  action=step.action))))
-    msgs.append(Message(role="user", content=observation_turn(
-        task, ctx.observation, first=not history, admissible_actions=ctx.admissible_actions, params=params)))
+        msgs.append(
+            Message(
+                role="user",
+                content=observation_turn(
+                    task, step.observation, first=k == 0, admissible_actions=None, params=params
+                ),
+            )
+        )
+        msgs.append(
+            Message(
+                role="assistant", content=format_completion(StepLabel(reason=step.reason, action=step.action))
+            )
+        )
+    msgs.append(
+        Message(
+            role="user",
+            content=observation_turn(
+                task,
+                ctx.observation,
+                first=not history,
+                admissible_actions=ctx.admissible_actions,
+                params=params,
+            ),
+        )
+    )
     return msgs
 
 
@@ -134,7 +153,9 @@ def pack_conversation(
             if msgs[k]["role"] == "assistant":
                 head, body = render(msgs[:k], True), render(msgs[: k + 1], False)
                 if not (text.startswith(head) and text.startswith(body)):
-                    raise ValueError("the chat template does not render a conversation as a prefix of its continuation")
+                    raise ValueError(
+                        "the chat template does not render a conversation as a prefix of its continuation"
+                    )
                 spans.append((len(head), len(head) + len(body[len(head) :].rstrip())))
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
@@ -166,7 +187,9 @@ def pack_conversation(
     return out
 
 
-def chat_token_ids(tokenizer: Any, prompt: Sequence[Message], completion: Sequence[Message]) -> tuple[list[int], list[int]]:
+def chat_token_ids(
+    tokenizer: Any, prompt: Sequence[Message], completion: Sequence[Message]
+) -> tuple[list[int], list[int]]:
     """(input_ids, loss mask) of ``prompt + completion``, loss on the assistant turns of ``completion``."""
     seq = pack_conversation(tokenizer, [*prompt, *completion], train_from=len(prompt))
     return seq.input_ids, [int(x != -100) for x in seq.labels]

@@ -31,7 +31,9 @@ def _same(a: list[Message] | None, b: list[Message]) -> bool:
     return a is not None and [m.content.strip() for m in a] == [m.content.strip() for m in b]
 
 
-def _packed_groups(examples: list[TrainExample]) -> list[tuple[list[Message], int | None, list[tuple[int, Message]]]]:
+def _packed_groups(
+    examples: list[TrainExample],
+) -> list[tuple[list[Message], int | None, list[tuple[int, Message]]]]:
     """(trunk, train_from, branches) sequences covering ``examples``.
 
     A demonstration is its own sequence (loss on every assistant turn of its completion). The
@@ -68,8 +70,12 @@ def sft_dataset(examples: list[TrainExample], tokenizer: Any) -> Dataset:
     for trunk, train_from, branches in _packed_groups(examples):
         seq = pack_conversation(tokenizer, trunk, train_from=train_from, branches=branches)
         rows.append(
-            {"input_ids": seq.input_ids, "labels": seq.labels, "position_ids": seq.position_ids,
-             "segment": seq.segment}
+            {
+                "input_ids": seq.input_ids,
+                "labels": seq.labels,
+                "position_ids": seq.position_ids,
+                "segment": seq.segment,
+            }
         )
     return Dataset.from_list(rows)
 
@@ -149,8 +155,10 @@ class PackedCollator:
 
 
 def truncate_rows(ds: Dataset, max_length: int) -> tuple[Dataset, int]:
-    """Cut packed rows to ``max_length`` tokens (keeping the start); returns the rows and how many were cut."""
+    """Cut packed rows to ``max_length`` tokens (keeping the start); the rows and how many were cut."""
     cut = sum(len(x) > max_length for x in ds["input_ids"])
     if not cut:
         return ds, 0
-    return ds.map(lambda r: {k: r[k][:max_length] for k in ("input_ids", "labels", "position_ids", "segment")}), cut
+    return ds.map(
+        lambda r: {k: r[k][:max_length] for k in ("input_ids", "labels", "position_ids", "segment")}
+    ), cut

@@ -7,8 +7,8 @@ whole run succeeded, so an interrupted stage never leaves a half-written adapter
 from __future__ import annotations
 
 import contextlib
-import logging
 import dataclasses
+import logging
 import math
 import tempfile
 import time
@@ -201,7 +201,9 @@ def build_trainer(
     if method == "sft":
         dataset, n_cut = truncate_rows(dataset, train.max_length)
         if n_cut:
-            log.warning("%d training sequences were cut to train.max_length=%d tokens", n_cut, train.max_length)
+            log.warning(
+                "%d training sequences were cut to train.max_length=%d tokens", n_cut, train.max_length
+            )
         extra["data_collator"] = PackedCollator(tokenizer.pad_token_id)
         _score_labelled_positions_only()
     with _datasets_progress(progress):

@@ -30,7 +30,16 @@ from leap.envs.toy.params import ToyParams
 from leap.records import PrivilegedState, StepLabel, Task
 
 SCENTS = ("pine", "mint", "rose", "lemon", "sage", "cedar", "smoke", "honey")  # box k smells of SCENTS[k-1]
-SOUNDS = ("north", "south", "east", "west", "left", "right", "above", "below")  # box k jingles from SOUNDS[k-1]
+SOUNDS = (
+    "north",
+    "south",
+    "east",
+    "west",
+    "left",
+    "right",
+    "above",
+    "below",
+)  # box k jingles from SOUNDS[k-1]
 INSTRUCTION = "Your task is to: find the key and open the door."
 
 
@@ -111,7 +120,9 @@ class ToyTasks:
     def tasks(self, split: str) -> list[Task]:
         p = self.params
         rng = random.Random(f"{self.seed}-{split}")
-        count = {"train": p.n_train, "valid": p.n_valid, "test": p.n_test, "test_ood": p.n_test_ood}.get(split, 0)
+        count = {"train": p.n_train, "valid": p.n_valid, "test": p.n_test, "test_ood": p.n_test_ood}.get(
+            split, 0
+        )
         out = []
         for k in range(count):
             key = rng.randint(1, p.n_boxes)
