@@ -78,10 +78,11 @@ def test_llm_teacher_annotates_with_its_cache(toy_dir: Path, monkeypatch: pytest
 
 
 def test_steps_the_teacher_cannot_explain_drop_their_demonstration(toy_dir: Path) -> None:
-    # The λ0 oracle follows the smell: it explains an expert's "open box K" only when the smell points
-    # to box K, so demonstrations where the smell misleads lose a reason and are dropped.
+    # The λ0 oracle follows the smell, or guesses the first closed box: it explains an expert's
+    # "open box K" only when it would open box K itself, so the other demonstrations are dropped.
     (toy_dir / "exp.yaml").write_text(yaml.safe_dump({"demos": {"privilege_level": 0}}))
     _stage(toy_dir, "-e", "exp.yaml", "demos")
     demos = read_jsonl(toy_dir / "data/iter_0/demos.jsonl", Trajectory)
     assert 0 < len(demos) < 12
-    assert all(t.category == "smell_right" and all(s.reason for s in t.steps) for t in demos)
+    assert all(all(s.reason for s in t.steps) for t in demos)
+    assert all(t.category == "smell" or t.steps[0].action == "open box 1" for t in demos)

@@ -1,10 +1,10 @@
 """LEAP learns, and the test can tell.
 
-On the toy environment (a smell at the start points to the key's box 70% of the time; an empty box
-jingles towards the key, see ``leap.envs.toy``) a tiny model trained from scratch is cloned from
-the privileged expert's demonstrations (BC), then improved by one LEAP iteration: roll out,
-privileged corrections, aggregate, train. The expert never opens an empty box, so BC never sees a
-jingle and is lost whenever the smell misleads; the corrections teach it to follow the jingle.
+On the toy environment (in half of the rooms a smell gives the key's box away; an empty box jingles
+towards the key, see ``leap.envs.toy``) a tiny model trained from scratch is cloned from the
+privileged expert's demonstrations (BC), then improved by one LEAP iteration: roll out, privileged
+corrections, aggregate, train. The expert never opens an empty box, so BC never sees a jingle and is
+lost after a wrong first guess; the corrections teach it to follow the jingle.
 
 The margin is fixed and the seeds are fixed: the test fails if LEAP stops beating BC, and (second
 test) it would fail with the LEAP update replaced by a no-op — the same loop with the corrections
@@ -24,19 +24,20 @@ from tests.conftest import build_tiny_model
 
 MARGIN = 0.2  # success on `test`: LEAP iteration 1 minus BC
 N_TEST = 60
+BC_EPOCHS = 20
 
 
 def _toy_corpus() -> list[str]:
-    from leap.envs.toy import SCENTS, SOUNDS
+    from leap.envs.toy import SCENTS
 
     text = [
         "You are in a room with a locked door and 6 boxes (box 1 to box 6). Your task is to: find the key "
         "and open the door. You open box It is empty. Inside is a key; you take it. I have the key, so I "
-        "open the door. Reason: Action: open box open door I have no better lead, so I try another box. "
-        "I follow the smell. I follow the jingle.",
+        "open the door. Reason: Action: open box open door I have no lead, so I guess a box. "
+        "I follow the smell. I follow the jingle. The air smells of nothing in particular.",
     ]
     text += [f"A smell of {s} hangs in the air." for s in SCENTS]
-    text += [f"A faint jingle comes from the {s}." for s in SOUNDS]
+    text += [f"The key jingles in box {k}." for k in range(1, 9)]
     return text
 
 
@@ -47,8 +48,7 @@ def toy_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         corpus=_toy_corpus(),
         hidden_size=64,
         layers=2,
-        initializer_range=0.02,
-        embedding_std=0.5,
+        initializer_range=0.2,
     )
 
 
@@ -60,7 +60,7 @@ def _params(model: Path) -> Params:
                 "name": "toy",
                 "horizon": 3,  # open a box, open a box, open the door: one wrong box is all there is time for
                 "eval_splits": ["valid", "test"],
-                "toy": {"n_boxes": 4, "cue_accuracy": 0.5, "n_train": 160, "n_valid": 20, "n_test": N_TEST},
+                "toy": {"n_boxes": 5, "cue_rate": 0.4, "n_train": 240, "n_valid": 20, "n_test": N_TEST},
             },
             "student": {
                 "model": str(model),
@@ -71,9 +71,10 @@ def _params(model: Path) -> Params:
             "train": {
                 "epochs": 10,
                 "learning_rate": 0.01,
-                "batch_size": 4,
+                "batch_size": 8,
                 "grad_accum": 1,
                 "max_length": 512,
+                "cpu_rows_per_pass": 8,  # a tiny model: one forward over 8 rows beats 8 forwards
             },
             "demos": {"privilege_level": 2},
             "teacher": {"privilege_level": 2},
@@ -90,7 +91,8 @@ def _run_loop(root: Path, params: Params, monkeypatch: pytest.MonkeyPatch, *, dr
     prepare.run(params)
     demos.run(params)
     aggregate.run(params, 0)
-    train.run(params, 0)
+    # BC trains to convergence, so that more training of the same data (the no-op) gains nothing.
+    train.run(params.model_copy(update={"train": params.train.model_copy(update={"epochs": BC_EPOCHS})}), 0)
     bc = evaluate.run(params, 0)
     rollout.run(params, 1)
     correct.run(params, 1)
@@ -111,12 +113,12 @@ def test_leap_beats_bc_by_a_fixed_margin(
     toy_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     res = _run_loop(tmp_path, _params(toy_model), monkeypatch, drop_corrections=False)
-    misled = [
+    guessed = [
         t
         for t in read_jsonl(tmp_path / "data/iter_0/eval.jsonl", Trajectory)
-        if t.split == "test" and t.category == "smell_misleads"
+        if t.split == "test" and t.category == "no_smell"
     ]
-    assert misled, "the test split must hold episodes where the smell misleads"
+    assert guessed, "the test split must hold rooms without a smell"
     assert res["leap"] - res["bc"] >= MARGIN, res
 
 

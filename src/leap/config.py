@@ -131,6 +131,9 @@ class StudentParams(Strict):
     temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy")
     max_observation_chars: int = Field(default=400, ge=32)
     show_admissible: bool = Field(default=False, description="list admissible actions in the prompt")
+    restate_task: bool = Field(
+        default=False, description="end every observation turn with the task (not only the first)"
+    )
     constrained_actions: bool = Field(
         default=True,
         description="decode the action constrained to the environment's admissible commands (where it "
@@ -153,6 +156,12 @@ class TrainParams(Strict):
     learning_rate: float = Field(default=3e-4, gt=0)
     batch_size: int = Field(default=8, ge=1)
     grad_accum: int = Field(default=1, ge=1)
+    cpu_rows_per_pass: int = Field(
+        default=1,
+        ge=1,
+        description="rows in one forward pass on a CPU (the rest of the batch accumulates): 1 is padding-free "
+        "and fastest for SmolLM2-sized students; tiny models go faster with more",
+    )
     max_length: int = Field(default=512, ge=32)
     beta: float = Field(default=0.1, gt=0, description="DPO/KTO temperature")
     max_examples: int | None = Field(default=None, ge=1, description="cap (newest kept) for quick runs")

@@ -67,6 +67,8 @@ def observation_turn(
         instruction=instruction if first and instruction and instruction not in obs else "",
         observation=obs,
         admissible=admissible,
+        # A small student loses the goal in a long episode: optionally state it again in every turn.
+        restate=instruction if params.restate_task and not first else "",
     )
 
 

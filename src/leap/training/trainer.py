@@ -69,17 +69,20 @@ def _datasets_progress(enabled: bool) -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def micro_batching(method: str, batch_size: int, grad_accum: int, *, cuda: bool) -> tuple[int, int]:
+def micro_batching(
+    method: str, batch_size: int, grad_accum: int, *, cuda: bool, cpu_rows: int = 1
+) -> tuple[int, int]:
     """(per-device batch, accumulation steps) for an effective batch of ``batch_size * grad_accum``.
 
-    On CPU, rows go one at a time and gradients accumulate: padding-free and measured as
-    fast as batch 8 with a third of the memory (SmolLM2, ~420-token rows: 171 vs 114
-    tokens/s, 3.4 vs 9.4 GB). TRL's KTO needs two rows per batch for its KL estimate.
+    On CPU, ``cpu_rows`` rows (default 1) go through at a time and gradients accumulate: one row is
+    padding-free and measured as fast as batch 8 with a third of the memory (SmolLM2, ~420-token
+    rows: 171 vs 114 tokens/s, 3.4 vs 9.4 GB). TRL's KTO needs two rows per batch for its KL estimate.
     """
     floor = 2 if method == "kto" else 1
     if cuda:
         return max(batch_size, floor), grad_accum
-    return floor, grad_accum * max(1, math.ceil(batch_size / floor))
+    rows = min(batch_size, max(cpu_rows, floor))
+    return rows, grad_accum * max(1, math.ceil(batch_size / rows))
 
 
 def _trl_args(method: str, student: StudentParams, train: TrainParams, work_dir: Path, progress: bool) -> Any:
@@ -87,7 +90,9 @@ def _trl_args(method: str, student: StudentParams, train: TrainParams, work_dir:
 
     cuda = torch.cuda.is_available()
     dtype = resolve_dtype(student.dtype)
-    batch_size, grad_accum = micro_batching(method, train.batch_size, train.grad_accum, cuda=cuda)
+    batch_size, grad_accum = micro_batching(
+        method, train.batch_size, train.grad_accum, cuda=cuda, cpu_rows=train.cpu_rows_per_pass
+    )
     common: dict[str, Any] = {
         "output_dir": str(work_dir),
         "num_train_epochs": train.epochs,

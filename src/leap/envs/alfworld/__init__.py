@@ -18,7 +18,7 @@ from leap.envs.base import Environment, TaskSource, register
 def make_env(params: AlfworldParams, horizon: int) -> Environment:
     from leap.envs.alfworld.env import AlfworldEnv
 
-    return AlfworldEnv()
+    return AlfworldEnv(memory=params.memory)
 
 
 def make_tasks(params: AlfworldParams, seed: int) -> TaskSource:

@@ -34,6 +34,30 @@ APPLIANCE = {
 }
 LAMP_HOLDERS = ("desk", "sidetable", "dresser", "shelf", "nightstand")
 _CONTENTS = re.compile(r"(?:On the (.+?), you see|The (.+?) is open\. In it, you see) (.*?)\.(?:\s|$)")
+# The optional memory line the environment may append to an observation (env.alfworld.memory): what
+# the agent has looked into so far, from what it was shown. Nothing in it is hidden.
+MEMORY_PREFIXES = {"checked": "Checked so far: ", "unchecked": "Not checked yet: "}
+
+
+def memory_line(b: Belief, kind: str) -> str:
+    """``checked``: the receptacles whose contents the agent has seen, in the order it first saw them;
+    ``unchecked``: the room's receptacles whose contents it has not seen yet (closed ones stay until
+    opened). "" where there is nothing to say."""
+    if kind == "checked":
+        return MEMORY_PREFIXES[kind] + ", ".join(b.contents) + "." if b.contents else ""
+    if kind == "unchecked":
+        rest = [r for r in b.receptacles if not b.visited(r)]
+        return MEMORY_PREFIXES[kind] + (", ".join(rest) if rest else "nothing") + "."
+    return ""
+
+
+def strip_memory(text: str) -> str:
+    """The observation without the environment's memory line (the engine's own text)."""
+    for prefix in MEMORY_PREFIXES.values():
+        head, sep, tail = text.rpartition("\n" + prefix)
+        if sep and "\n" not in tail:
+            return head
+    return text
 
 
 @dataclass(frozen=True)
@@ -142,6 +166,7 @@ class Belief:
         return [(o, r) for r, objs in self.contents.items() for o in objs if cls_of(o) == cls]
 
     def observe(self, obs: str) -> None:
+        obs = strip_memory(obs)
         if "you see" in obs and "Looking quickly around you" in obs:
             m = re.search(r"Looking quickly around you, you see (.*?)\.(?:\n|$)", obs)
             if m:
@@ -162,6 +187,7 @@ class Belief:
     def apply(self, action: str, result: str) -> None:
         """Update with an action and the observation it produced."""
         self.steps += 1
+        result = strip_memory(result)
         if result.strip() == "Nothing happens.":
             return
         if action.startswith("go to "):

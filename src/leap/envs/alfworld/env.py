@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from leap.envs.alfworld.belief import Belief, memory_line
 from leap.envs.alfworld.engine import Engine, World, read_game, world_from_facts
 from leap.envs.alfworld.expert import TaskParams, next_action
 from leap.envs.base import EnvError
@@ -56,8 +57,10 @@ class AlfworldEnv:
 
     name = "alfworld"
 
-    def __init__(self) -> None:
+    def __init__(self, *, memory: str = "none") -> None:
         self._engine = Engine()
+        self._memory = memory
+        self._belief = Belief()
         self._task_params: dict[str, TaskParams] = {}
         self._game_file: str | None = None
         self._task: TaskParams | None = None
@@ -77,7 +80,10 @@ class AlfworldEnv:
         self._task = self._task_params[game_file]
         state = self._engine.reset(game_file)
         self._seen, self._won = set(), bool(state["won"])
-        return clean_intro(state["feedback"]), self._info(state, valid=True)
+        obs = clean_intro(state["feedback"])
+        self._belief = Belief()
+        self._belief.observe(obs)
+        return obs, self._info(state, valid=True)
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self._task is None:
@@ -89,6 +95,9 @@ class AlfworldEnv:
         self._won = bool(state["won"])
         info = self._info(state, valid=valid, feedback=feedback, command=command)
         reward = 1.0 if self._won else 0.0
+        self._belief.apply(command, feedback)
+        if line := memory_line(self._belief, self._memory):
+            feedback = f"{feedback}\n{line}"
         return feedback, reward, self._won, False, info
 
     def _info(self, state: Any, *, valid: bool, feedback: str = "", command: str = "") -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 TASK_TYPES = (
@@ -20,6 +22,12 @@ class AlfworldParams(BaseModel):
     data_dir: str | None = Field(
         default=None,
         description="games in the official ALFWorld layout (e.g. $ALFWORLD_DATA); null: generate them",
+    )
+    memory: Literal["none", "checked", "unchecked"] = Field(
+        default="none",
+        description="append a line to every observation after the first, from what the agent was shown "
+        "(a summary of its own history): 'checked' lists the receptacles it has looked into, 'unchecked' "
+        "those it has not",
     )
     games_dir: str = Field(default="data/prepared/alfworld_games", description="where `prepare` writes games")
     task_types: list[str] = Field(default_factory=lambda: list(TASK_TYPES))

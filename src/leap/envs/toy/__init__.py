@@ -5,22 +5,23 @@ adding an environment (one package + one `register` call).
 A key is hidden in one of ``n_boxes`` boxes; with the key, "open door" wins. Two visible cues lead
 to it:
 
-- at the start, a smell points to one box ("A smell of mint hangs in the air": mint means box 2,
-  the same in every task, to be learned) — the key's box with probability ``cue_accuracy``,
-  another box otherwise;
-- opening an empty box makes a sound that points to the key's box ("A faint jingle comes from
-  the south": south means box 2) — always right.
+- in a share ``cue_rate`` of the rooms, a smell gives the key's box away ("A smell of mint hangs in
+  the air": mint means box 2, the same in every room, to be learned); elsewhere the air "smells of
+  nothing in particular" and the first box is a guess;
+- opening an empty box makes the key jingle ("The key jingles in box 4.").
 
 The key's box is the privileged state. The privileged expert opens it at once, so its
-demonstrations never show an empty box, and behaviour cloning never sees the jingle. A student
-that follows the smell and is misled then sits in a state its demonstrations never covered; the
-teacher's corrections there (follow the jingle) are realizable from
-what the student sees: that is what DAgger-style correction adds over cloning.
+demonstrations never show an empty box: behaviour cloning learns the smells but never sees a
+jingle, and after a wrong guess it is in a state its demonstrations never covered. The teacher's
+corrections there (follow the jingle) are realizable from what the student sees: that is what
+DAgger-style correction adds over cloning. (Its first guess in a room without a smell is not
+realizable, but it is uniform, so it biases nothing.)
 """
 
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +31,8 @@ from leap.envs.toy.params import ToyParams
 from leap.records import PrivilegedState, StepLabel, Task
 
 SCENTS = ("pine", "mint", "rose", "lemon", "sage", "cedar", "smoke", "honey")  # box k smells of SCENTS[k-1]
-SOUNDS = (
-    "north",
-    "south",
-    "east",
-    "west",
-    "left",
-    "right",
-    "above",
-    "below",
-)  # box k jingles from SOUNDS[k-1]
 INSTRUCTION = "Your task is to: find the key and open the door."
+NO_SMELL = "The air smells of nothing in particular."
 
 
 def _box_of(task: Task) -> int:
@@ -78,10 +70,10 @@ class ToyEnv:
     def reset(self, task: Task, *, seed: int | None = None) -> tuple[str, dict[str, Any]]:
         self.task, self.opened, self.has_key = task, set(), False
         n = self.n_boxes
-        scent = SCENTS[int(task.spec["scent_box"]) - 1]
+        scent_box = task.spec.get("scent_box")
+        air = f"A smell of {SCENTS[int(scent_box) - 1]} hangs in the air." if scent_box else NO_SMELL
         obs = (
-            f"You are in a room with a locked door and {n} boxes (box 1 to box {n}). "
-            f"A smell of {scent} hangs in the air. {task.instruction}"
+            f"You are in a room with a locked door and {n} boxes (box 1 to box {n}). {air} {task.instruction}"
         )
         return obs, self._info()
 
@@ -101,7 +93,7 @@ class ToyEnv:
                 if b == key:
                     self.has_key = True
                     return f"You open box {b}. Inside is a key; you take it.", 0.0, False, False, self._info()
-                obs = f"You open box {b}. It is empty. A faint jingle comes from the {SOUNDS[key - 1]}."
+                obs = f"You open box {b}. It is empty. The key jingles in box {key}."
                 return obs, 0.0, False, False, self._info()
         return "Nothing happens.", 0.0, False, False, self._info(valid=False)
 
@@ -126,16 +118,15 @@ class ToyTasks:
         out = []
         for k in range(count):
             key = rng.randint(1, p.n_boxes)
-            right = rng.random() < p.cue_accuracy
-            scent = key if right else rng.choice([b for b in range(1, p.n_boxes + 1) if b != key])
+            smell = rng.random() < p.cue_rate
             out.append(
                 Task(
                     task_id=f"toy-{split}-{k}",
                     env="toy",
                     split=split,
-                    category="smell_right" if right else "smell_misleads",
+                    category="smell" if smell else "no_smell",
                     instruction=INSTRUCTION,
-                    spec={"key_box": key, "scent_box": scent},
+                    spec={"key_box": key, "scent_box": key if smell else None},
                 )
             )
         return out
@@ -151,13 +142,16 @@ class ToyTasks:
         )
 
 
+_JINGLE = re.compile(r"The key jingles in box (\d+)\.")
+
+
 def _visible_lead(ctx: StepContext) -> tuple[int, str] | None:
     """The box the latest cue points to, and the reason a student could give for opening it."""
     texts = [s.observation for s in ctx.history] + [ctx.observation]
     for text in reversed(texts):  # the newest cue wins: a jingle overrides the smell
-        for k, sound in enumerate(SOUNDS, start=1):
-            if f"comes from the {sound}." in text:
-                return k, "I follow the jingle."
+        m = _JINGLE.search(text)
+        if m:
+            return int(m.group(1)), "I follow the jingle."
     for k, scent in enumerate(SCENTS, start=1):
         if f"smell of {scent} " in texts[0]:
             return k, "I follow the smell."
@@ -174,14 +168,14 @@ def oracle(ctx: StepContext, student: StepLabel | None, level: int) -> StepLabel
         if lead and f"open box {lead[0]}" in admissible:
             return StepLabel(reason=lead[1], action=f"open box {lead[0]}")
         nxt = admissible[0] if admissible else "open box 1"
-        return StepLabel(reason="I have no lead, so I open the next closed box.", action=nxt)
+        return StepLabel(reason="I have no lead, so I guess a box.", action=nxt)
     action = ctx.privileged["expert_action"]
     box = int(action.removeprefix("open box "))
     if level >= 4:
         return StepLabel(reason=f"The key is in box {box}, so I open it.", action=action)
     if lead and lead[0] == box:  # the visible cue agrees with the privileged fact: say the cue
         return StepLabel(reason=lead[1], action=action)
-    return StepLabel(reason="I have no better lead, so I try another box.", action=action)
+    return StepLabel(reason="I have no lead, so I guess a box.", action=action)
 
 
 register(

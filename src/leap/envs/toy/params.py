@@ -9,8 +9,8 @@ class ToyParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     n_boxes: int = Field(default=6, ge=2, le=8)
-    cue_accuracy: float = Field(
-        default=0.7, ge=0.0, le=1.0, description="how often the smell at the start points to the key's box"
+    cue_rate: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="share of rooms where a smell gives the key's box away"
     )
     n_train: int = Field(default=12, ge=1)
     n_valid: int = Field(default=4, ge=0)
