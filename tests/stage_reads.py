@@ -221,7 +221,18 @@ def _paused(fn: Any) -> Any:
     return wrapper
 
 
-STAGES = ("prepare", "demos", "aggregate", "train", "rollout", "correct", "evaluate", "baseline", "report")
+STAGES = (
+    "prepare",
+    "demos",
+    "aggregate",
+    "train",
+    "rollout",
+    "correct",
+    "realize",
+    "evaluate",
+    "baseline",
+    "report",
+)
 
 
 @contextlib.contextmanager

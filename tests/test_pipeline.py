@@ -68,8 +68,9 @@ def test_run_all_runs_every_stage_in_its_own_process(
     assert all(c[:3] == [sys.executable, "-m", "leap"] for c in calls)
     stages = [" ".join(c[5:]) for c in calls]
     assert stages[:6] == ["prepare", "demos", "aggregate -i 0", "train -i 0", "evaluate -i 0", "baseline"]
-    assert stages[6:11] == [f"{s} -i 1" for s in ("rollout", "correct", "aggregate", "train", "evaluate")]
-    assert stages[-1] == "report" and len(stages) == 17
+    per_iteration = ("rollout", "correct", "realize", "aggregate", "train", "evaluate")
+    assert stages[6:12] == [f"{s} -i 1" for s in per_iteration]
+    assert stages[-1] == "report" and len(stages) == 19
     monkeypatch.setattr("subprocess.call", lambda cmd: 3 if "train" in cmd else 0)
     res = CliRunner().invoke(app, ["run-all"])
     assert res.exit_code == 3 and "leap train -i 0` failed (exit 3)" in res.output

@@ -217,6 +217,8 @@ def cats_run(
     local = {"teacher": {"kind": "local", "local": {"model": "student", "max_new_tokens": 8}}}
     local |= {"train": {"init_from": "base"}, "demos": {"source": "dataset"}, "baseline": {"react": True}}
     (llm / "local.yaml").write_text(yaml.safe_dump(local))
+    # A preference update reads its beta.
+    (llm / "dpo.yaml").write_text(yaml.safe_dump({"train": {"method": "dpo"}}))
     os.environ[KEY_ENV] = "sk-test-cats"
     mp = pytest.MonkeyPatch()
     mp.chdir(llm)
@@ -231,6 +233,7 @@ def cats_run(
                 ("local.yaml", ["correct", "-i", "1"]),
                 ("local.yaml", ["baseline"]),
                 ("local.yaml", ["train", "-i", "1"]),
+                ("dpo.yaml", ["train", "-i", "1"]),
             ]:
                 res = CliRunner().invoke(_app(), ["-e", exp_file, *step], catch_exceptions=False)
                 assert res.exit_code == 0, res.output
@@ -299,6 +302,7 @@ STAGES = [
     ("baseline", "baseline", None, None),
     ("rollout@1", "rollout", "1", "0"),
     ("correct@1", "correct", "1", "0"),
+    ("realize@1", "realize", "1", "0"),
     ("aggregate@1", "aggregate", "1", "0"),
     ("train@1", "train", "1", "0"),
     ("evaluate@1", "evaluate", "1", "0"),

@@ -20,7 +20,7 @@ from leap.io import RecordError
 app = typer.Typer(
     name="leap",
     help="LEAP: train LLM agents with privileged AI feedback. Stages: prepare, demos, aggregate, train, "
-    "rollout, correct, evaluate, baseline, report (dvc.yaml runs them; `dvc repro` runs the loop).",
+    "rollout, correct, realize, evaluate, baseline, report (dvc.yaml runs them; `dvc repro` runs the loop).",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
@@ -163,6 +163,14 @@ def correct(iteration: IterOpt) -> None:
 
 
 @app.command()
+def realize(iteration: IterOpt) -> None:
+    """How likely student i-1 finds the corrections of iteration i (realizability), before training."""
+    from leap.stages import realize as stage
+
+    _run_metrics_stage("realize", iteration, lambda params: stage.run(params, iteration))
+
+
+@app.command()
 def evaluate(iteration: IterOpt) -> None:
     """Evaluate student i on every evaluation split."""
     from leap.metrics import flat_metrics
@@ -231,7 +239,8 @@ def pipeline_steps(params: Params) -> list[list[str]]:
     steps = [["prepare"], ["demos"], ["aggregate", "-i", "0"], ["train", "-i", "0"], ["evaluate", "-i", "0"]]
     steps.append(["baseline"])
     for i in params.loop.iterations:
-        steps += [[stage, "-i", str(i)] for stage in ("rollout", "correct", "aggregate", "train", "evaluate")]
+        stages = ("rollout", "correct", "realize", "aggregate", "train", "evaluate")
+        steps += [[stage, "-i", str(i)] for stage in stages]
     steps.append(["report"])
     return steps
 

@@ -217,9 +217,34 @@ class LocalTeacherParams(Strict):
     )
 
 
+class ConstrainedExpertParams(Strict):
+    """How the constrained privileged expert (teacher.eta) draws its corrections."""
+
+    samples: int = Field(
+        default=4,
+        ge=1,
+        description="candidates a sampling teacher (local) draws from each of π_p and π_n (2x this in all)",
+    )
+    oracle_epsilon: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="an oracle's distribution: 1-ε on the action it chooses, ε spread evenly over the other "
+        "candidate actions (the admissible ones and the other level's choice)",
+    )
+
+
 class TeacherParams(Strict):
     kind: Literal["oracle", "openai", "local"] = "oracle"
     privilege_level: int = Field(default=2, ge=0, le=4, description="λ0 (none) .. λ4 (may state facts)")
+    eta: float | None = Field(
+        default=None,
+        ge=0,
+        description="the constrained privileged expert (paper App. B.2): corrections drawn from "
+        "π ∝ π_p^(1/(1+η)) π_n^(η/(1+η)), π_p the teacher at privilege_level, π_n the same teacher at λ0; "
+        "0 is π_p, large is π_n; null: off (the teacher's own correction). Oracle and local teachers only",
+    )
+    constrained: ConstrainedExpertParams = Field(default_factory=ConstrainedExpertParams)
     leak_filter: Literal["keep", "drop"] = Field(
         default="keep", description="what to do with corrections whose reason reveals privileged facts"
     )

@@ -105,3 +105,36 @@ def test_trie_forces_single_continuations() -> None:
     assert TokenTrie.forced(trie.root[1]) == [2]
     assert set(trie.root[1][2]) == {3, 4}
     assert END in trie.root[5]
+
+
+def _forward_logprobs(model, prompt: list[int], completion: list[int]) -> list[float]:
+    ids = torch.tensor([prompt + completion])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
+    return [float(logp[len(prompt) - 1 + k, t]) for k, t in enumerate(completion)]
+
+
+def test_score_matches_a_plain_forward_and_reuses_the_cache(lm) -> None:
+    model, tok = lm
+    eng = Engine(model, tok, max_rows=3, prefill_chunk=16)  # chunks shorter than the prompts
+    prompts = [eng.encode(_chat(tok, e, s)) for e, s in [(0, 0), (1, 2), (2, 1), (0, 1)]]
+    comps = [eng.encode(f" look {k}.\nAction: go to shelf {k}") + [eng.end_of_turn()] for k in range(4)]
+    comps[2] = comps[2][:1]  # a one-token completion
+    got = eng.score(prompts, comps)  # four requests over three rows: two batches
+    for p, c, g in zip(prompts, comps, got, strict=True):
+        assert len(g) == len(c)
+        assert g == pytest.approx(_forward_logprobs(model, p, c), abs=1e-4)
+    # Scoring the next step of an episode only prefills what the step adds.
+    before = eng.stats.cached_tokens
+    nxt = prompts[1] + comps[1] + eng.encode("<|im_start|>user\nYou arrive.<|im_end|>\n<|im_start|>assistant\n")
+    (again,) = eng.score([nxt], [comps[0]])
+    assert eng.stats.cached_tokens - before >= len(prompts[1])
+    assert again == pytest.approx(_forward_logprobs(model, nxt, comps[0]), abs=1e-4)
+    # Generation after scoring still gives the greedy text (the cache stays consistent).
+    text = _chat(tok, 1, 2)
+    (c,) = eng.generate([Request(eng.encode(text))])
+    ref = _reference(model, tok, text, 3)
+    stop = next((k for k, t in enumerate(ref) if eng._newline[t] or t == eng.end_id), len(ref))
+    assert c.token_ids[:stop] == ref[:stop]
+    with pytest.raises(ValueError, match="2 prompts but 1 completions"):
+        eng.score(prompts[:2], comps[:1])

@@ -94,13 +94,13 @@ def correct_all(
 
 def run(params: Params, iteration: int) -> dict[str, float]:
     """Writes data/iter_i/corrections.jsonl and metrics/stages/correct_i.json; returns the metrics."""
-    from leap.teachers.factory import build_teacher
+    from leap.teachers.factory import build_correction_teacher
 
     seed_everything(params.seed + iteration, torch=True)
     trajs = read_jsonl(paths.rollouts(iteration), Trajectory)
     privileged = load_privileged("train")
     items = plan_items(trajs, params, privileged)
-    teacher = build_teacher(params, iteration=iteration)
+    teacher = build_correction_teacher(params, iteration)
     out = paths.corrections(iteration)
     key = inputs_key(params, paths.rollouts(iteration), paths.privileged("train"))
     for stale in paths.stale_journals(out):

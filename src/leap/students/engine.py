@@ -284,6 +284,28 @@ class Engine:
         """Forget every cached sequence (e.g. after the model's weights changed)."""
         self.rows = [[] for _ in range(self.max_rows)]
 
+    @torch.inference_mode()
+    def score(
+        self, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]]
+    ) -> list[list[float]]:
+        """Log-probability of each token of ``completions[k]`` after ``prompts[k]`` (teacher forcing),
+        under the model's full next-token distribution (no trie: how likely the model finds the text).
+
+        Batched like :meth:`generate` and through the same prefix cache: scoring the steps of one
+        episode in order pays only for what each adds (the history is shared)."""
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        out: list[list[float]] = []
+        for start in range(0, len(prompts), self.max_rows):
+            out += self._score(
+                list(prompts[start : start + self.max_rows]), list(completions[start : start + self.max_rows])
+            )
+        return out
+
+    def end_of_turn(self) -> int:
+        """The token that ends an assistant turn (what the engine feeds and writes last)."""
+        return self.end_id
+
     # ------------------------------------------------------------ internals
 
     def _ids(self, text: str) -> list[int]:
@@ -338,8 +360,9 @@ class Engine:
                 row_of[i] = k
         return row_of, cached
 
-    def _forward(self, lo: int, feeds: list[list[int]]) -> torch.Tensor:
-        """Feed ``feeds[r]`` to rows lo..lo+len(feeds); return each row's last hidden state [rows, d]."""
+    def _forward(self, lo: int, feeds: list[list[int]], *, every_position: bool = False) -> torch.Tensor:
+        """Feed ``feeds[r]`` to rows lo..lo+len(feeds); return each row's last hidden state [rows, d]
+        (``every_position``: the hidden state of every fed position, [rows, width, d])."""
         n_rows = len(feeds)
         width = max(len(f) for f in feeds)
         assert width > 0
@@ -365,6 +388,8 @@ class Engine:
         self.stats.forwards += 1
         for r, f in enumerate(feeds):
             self.rows[lo + r].extend(f)
+        if every_position:
+            return hidden
         last = torch.tensor([max(len(f), 1) - 1 for f in feeds], device=hidden.device)
         return hidden[torch.arange(n_rows, device=hidden.device), last]
 
@@ -534,6 +559,54 @@ class Engine:
         dt = time.perf_counter() - t0
         s.seconds += dt
         s.per_call.append({"n": n, "prefilled": sum(c.prefilled for c in results), "s": dt})
+        return results
+
+
+    def _score(self, prompts: list[Sequence[int]], completions: list[Sequence[int]]) -> list[list[float]]:
+        n = len(prompts)
+        full = [[*p, *c] for p, c in zip(prompts, completions, strict=True)]
+        for k, p in enumerate(prompts):
+            if not p:
+                raise ValueError(f"request {k}: an empty prompt (the first token has no context to score)")
+        if not self.prefix_cache:
+            self.reset()
+        row_of, cached = self._assign([Request(f) for f in full])
+        suffix: list[list[int]] = [[] for _ in range(n)]
+        first: list[int] = [0] * n  # index in the suffix whose hidden state predicts completion token 0
+        for i, (p, f) in enumerate(zip(prompts, full, strict=True)):
+            r = row_of[i]
+            keep = min(cached[i], len(p) - 1)  # the last prompt token is fed: its logits score token 0
+            del self.rows[r][keep:]
+            suffix[r] = f[keep:]
+            first[r] = len(p) - 1 - keep
+        # Hidden states of the positions that predict a completion token, per row.
+        wanted: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        done = [0] * n  # suffix tokens fed so far
+        while any(done[r] < len(suffix[r]) for r in range(n)):
+            feeds = [suffix[r][done[r] : done[r] + self.prefill_chunk] for r in range(n)]
+            lo = next(r for r in range(n) if feeds[r])
+            hi = max(r for r in range(n) if feeds[r]) + 1
+            hidden = self._forward(lo, feeds[lo:hi], every_position=True)
+            for r in range(lo, hi):
+                a, b = done[r], done[r] + len(feeds[r])
+                # Positions first..len-2 of the suffix predict the completion (the last one predicts
+                # what follows the completion).
+                lo_p, hi_p = max(a, first[r]), min(b, len(suffix[r]) - 1)
+                if lo_p < hi_p:
+                    wanted[r].append(hidden[r - lo, lo_p - a : hi_p - a])
+                done[r] = b
+        results: list[list[float]] = []
+        for i, comp in enumerate(completions):
+            r = row_of[i]
+            if not comp:
+                results.append([])
+                continue
+            h = torch.cat(wanted[r])
+            logp = torch.log_softmax(self.lm_head(h).float(), dim=-1)
+            target = torch.tensor(list(comp), device=logp.device)
+            results.append(logp[torch.arange(len(comp), device=logp.device), target].tolist())
+        self.stats.prompt_tokens += sum(len(f) for f in full)
+        self.stats.cached_tokens += sum(min(cached[i], len(prompts[i]) - 1) for i in range(n))
         return results
 
 

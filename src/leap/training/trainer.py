@@ -81,7 +81,7 @@ def micro_batching(
     floor = 2 if method == "kto" else 1
     if cuda:
         return max(batch_size, floor), grad_accum
-    rows = min(batch_size, max(cpu_rows, floor))
+    rows = max(floor, min(batch_size, cpu_rows))  # KTO gets its two rows even at batch_size 1
     return rows, grad_accum * max(1, math.ceil(batch_size / rows))
 
 
@@ -170,13 +170,14 @@ def build_trainer(
     *,
     init_adapter: Path | None = None,
     progress: bool = True,
+    method: str | None = None,
 ) -> Any:
-    """A ready TRL trainer (dataset tokenised, LoRA attached) for ``train.method``."""
+    """A ready TRL trainer (dataset tokenised, LoRA attached) for ``method`` (default ``train.method``)."""
     from peft import PeftModel
     from transformers import PrinterCallback, ProgressCallback, set_seed
     from trl import DPOTrainer, KTOTrainer, SFTTrainer
 
-    method = train.method
+    method = method or train.method  # given: train.method is not read (behaviour cloning is SFT)
     examples = select_examples(examples, train.max_examples)
     tokenizer = load_tokenizer(student.model, student.gguf_file)
     dataset = _dataset(method, examples, train.seed, tokenizer)
@@ -254,26 +255,30 @@ def train_adapter(
     out_dir: Path,
     init_adapter: Path | None = None,
     progress: bool = True,
+    method: str | None = None,
 ) -> dict[str, Any]:
     """Train a LoRA adapter and save it (PEFT format + tokenizer) atomically to ``out_dir``.
 
+    ``method`` overrides ``train.method`` (which is then not read: iteration 0 is always SFT, so
+    behaviour cloning does not depend on the update method of later iterations).
     ``init_adapter`` continues training an earlier adapter (``train.init_from == "previous"``);
     for DPO/KTO it is also the frozen reference policy. Returns metrics: method, train_loss,
     n_examples (rows trained on), n_input_examples, n_tokens (per epoch), seconds,
     tokens_per_s, steps and loss_history [(step, loss)].
     """
     out_dir = Path(out_dir)
+    method = method or train.method
     with tempfile.TemporaryDirectory(prefix="leap-train-") as work:
         trainer = build_trainer(
-            examples, student, train, Path(work), init_adapter=init_adapter, progress=progress
+            examples, student, train, Path(work), init_adapter=init_adapter, progress=progress, method=method
         )
-        n_tokens = _count_tokens(train.method, trainer.train_dataset)
+        n_tokens = _count_tokens(method, trainer.train_dataset)
         t0 = time.perf_counter()
         result = trainer.train()
         seconds = time.perf_counter() - t0
         history = [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
         metrics: dict[str, Any] = {
-            "method": train.method,
+            "method": method,
             "train_loss": float(result.training_loss),
             "n_examples": len(trainer.train_dataset),
             "n_input_examples": trainer.leap_n_input,
@@ -297,7 +302,7 @@ def train_adapter(
                 {
                     "metrics": {k: v for k, v in metrics.items() if k != "loss_history"},
                     "student": student.model_dump(mode="json"),
-                    "train": train.model_dump(mode="json"),
+                    "train": {**train.model_dump(mode="json"), "method": method},
                 },
             )
     return metrics
