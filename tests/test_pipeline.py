@@ -86,6 +86,14 @@ def test_every_stage_wrote_its_outputs(toy_run: Path) -> None:
     failed_steps = sum(t.num_actions for t in rollouts if not t.success)
     assert len(corrs) == failed_steps > 0  # a random student fails: every step is relabelled
     assert all(c.teacher is not None and c.privilege_level == 2 for c in corrs)
+    # Realizability of corrections 1 under student 0, before training on them.
+    real = json.loads((r / "metrics/stages/realize_1.json").read_text())
+    assert real["realize/n"] == len(corrs)
+    same = sum(c.teacher.action.strip() == c.student.action.strip() for c in corrs)  # type: ignore[union-attr]
+    assert real["realize/action_match_rate"] == pytest.approx(same / len(corrs))
+    for k in ("teacher_logprob_per_token", "student_logprob_per_token", "teacher_action_logprob_per_token"):
+        assert -30.0 < real[f"realize/{k}"] < 0.0, k
+    assert sum(v["n"] for v in real["by_category"].values()) == len(corrs)
     train0 = read_jsonl(r / "data/iter_0/train.jsonl", TrainExample)
     train1 = read_jsonl(r / "data/iter_1/train.jsonl", TrainExample)
     assert len(train1) == len(train0) + len(corrs)  # DAgger aggregation keeps all earlier data
@@ -122,6 +130,9 @@ def test_mlflow_has_learning_curves_and_nested_stage_runs(toy_run: Path) -> None
     assert p.data.params["teacher.privilege_level"] == "2"
     hist = client.get_metric_history(p.info.run_id, "test_ood/success_rate")
     assert sorted({m.step for m in hist}) == [0, 1]
+    real = client.get_metric_history(p.info.run_id, "realize/teacher_logprob_per_token")
+    assert [m.step for m in real] == [1]  # per iteration, before that iteration's training
+    assert "realize/action_match_rate" in p.data.metrics
     assert "baseline/oracle_l0/valid/success_rate" in p.data.metrics
     stages = {r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id}
     assert {
@@ -130,6 +141,7 @@ def test_mlflow_has_learning_curves_and_nested_stage_runs(toy_run: Path) -> None
         "train@0",
         "rollout@1",
         "correct@1",
+        "realize@1",
         "train@1",
         "evaluate@1",
         "report",
@@ -180,3 +192,33 @@ def test_correct_retries_failed_items_but_not_finished_ones(tmp_path: Path) -> N
     spy = Flaky(2)
     third = correct_all(spy, items, 1, journal)  # everything finished: no teacher call at all
     assert spy.calls == [] and [c.teacher for c in third] == [c.teacher for c in second]
+
+
+def test_the_constrained_expert_runs_in_the_correct_stage_with_a_local_teacher(
+    toy_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """teacher.eta with the student's own (tiny) model as a local teacher: the correct stage samples
+    candidates from both levels, weights them and draws each correction from them."""
+    import shutil
+
+    root = tmp_path / "run"
+    shutil.copytree(toy_run, root)
+    exp = {"teacher": {"kind": "local", "eta": 1.0, "constrained": {"samples": 2}}}
+    exp["teacher"]["local"] = {"model": "student", "max_new_tokens": 8}
+    (root / "eta.yaml").write_text(yaml.safe_dump(exp))
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
+    res = CliRunner().invoke(app, ["-e", "eta.yaml", "correct", "-i", "1"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    corrs = read_jsonl(root / "data/iter_1/corrections.jsonl", Correction)
+    assert corrs and all(c.teacher_id.endswith("+constrained(eta=1)") for c in corrs)
+    ok = [c for c in corrs if c.teacher is not None]
+    assert ok, "no correction was drawn"
+    m = json.loads((root / "metrics/stages/correct_1.json").read_text())
+    assert m["teacher/constrained_items"] == len(ok)
+    assert m["teacher/constrained_eta"] == 1.0
+    assert 1.0 <= m["teacher/constrained_mean_ess"] <= 4.0  # 2 + 2 candidates per item
+    rates = m["teacher/constrained_privileged_choice_rate"] + m["teacher/constrained_plain_choice_rate"]
+    assert rates == pytest.approx(1.0)
+    # Every drawn correction is one of the sampled candidates: in the student's two-line format.
+    assert all(c.teacher.action for c in ok)  # type: ignore[union-attr]

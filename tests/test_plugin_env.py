@@ -219,6 +219,11 @@ def cats_run(
     (llm / "local.yaml").write_text(yaml.safe_dump(local))
     # A preference update reads its beta.
     (llm / "dpo.yaml").write_text(yaml.safe_dump({"train": {"method": "dpo"}}))
+    # The constrained privileged expert (teacher.eta) of the local teacher and of the oracle.
+    eta_local = {"teacher": {"kind": "local", "eta": 1.0, "constrained": {"samples": 2}}}
+    eta_local["teacher"]["local"] = {"model": "student", "max_new_tokens": 8}
+    (llm / "eta_local.yaml").write_text(yaml.safe_dump(eta_local))
+    (llm / "eta_oracle.yaml").write_text(yaml.safe_dump({"teacher": {"eta": 1.0}}))
     os.environ[KEY_ENV] = "sk-test-cats"
     mp = pytest.MonkeyPatch()
     mp.chdir(llm)
@@ -234,6 +239,8 @@ def cats_run(
                 ("local.yaml", ["baseline"]),
                 ("local.yaml", ["train", "-i", "1"]),
                 ("dpo.yaml", ["train", "-i", "1"]),
+                ("eta_oracle.yaml", ["correct", "-i", "1"]),
+                ("eta_local.yaml", ["correct", "-i", "1"]),
             ]:
                 res = CliRunner().invoke(_app(), ["-e", exp_file, *step], catch_exceptions=False)
                 assert res.exit_code == 0, res.output

@@ -4,6 +4,7 @@ prefill of the new turn only, constrained actions from the admissible list, rows
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -107,18 +108,18 @@ def test_trie_forces_single_continuations() -> None:
     assert END in trie.root[5]
 
 
-def _forward_logprobs(model, prompt: list[int], completion: list[int]) -> list[float]:
+def _forward_logprobs(model: Any, prompt: list[int], completion: list[int]) -> list[float]:
     ids = torch.tensor([prompt + completion])
     with torch.no_grad():
         logp = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
     return [float(logp[len(prompt) - 1 + k, t]) for k, t in enumerate(completion)]
 
 
-def test_score_matches_a_plain_forward_and_reuses_the_cache(lm) -> None:
+def test_score_matches_a_plain_forward_and_reuses_the_cache(lm: Any) -> None:
     model, tok = lm
     eng = Engine(model, tok, max_rows=3, prefill_chunk=16)  # chunks shorter than the prompts
     prompts = [eng.encode(_chat(tok, e, s)) for e, s in [(0, 0), (1, 2), (2, 1), (0, 1)]]
-    comps = [eng.encode(f" look {k}.\nAction: go to shelf {k}") + [eng.end_of_turn()] for k in range(4)]
+    comps = [[*eng.encode(f" look {k}.\nAction: go to shelf {k}"), eng.end_of_turn()] for k in range(4)]
     comps[2] = comps[2][:1]  # a one-token completion
     got = eng.score(prompts, comps)  # four requests over three rows: two batches
     for p, c, g in zip(prompts, comps, got, strict=True):
@@ -126,7 +127,9 @@ def test_score_matches_a_plain_forward_and_reuses_the_cache(lm) -> None:
         assert g == pytest.approx(_forward_logprobs(model, p, c), abs=1e-4)
     # Scoring the next step of an episode only prefills what the step adds.
     before = eng.stats.cached_tokens
-    nxt = prompts[1] + comps[1] + eng.encode("<|im_start|>user\nYou arrive.<|im_end|>\n<|im_start|>assistant\n")
+    nxt = (
+        prompts[1] + comps[1] + eng.encode("<|im_start|>user\nYou arrive.<|im_end|>\n<|im_start|>assistant\n")
+    )
     (again,) = eng.score([nxt], [comps[0]])
     assert eng.stats.cached_tokens - before >= len(prompts[1])
     assert again == pytest.approx(_forward_logprobs(model, nxt, comps[0]), abs=1e-4)

@@ -106,7 +106,9 @@ def _toy_ctx(task_id: str = "toy-train-0") -> StepContext:
 
 
 def _oracle(eta: float, eps: float = 0.05) -> ConstrainedOracle:
-    return ConstrainedOracle(CountingTeacher(OracleTeacher(2)), CountingTeacher(OracleTeacher(0)), eta, eps, 0)
+    return ConstrainedOracle(
+        CountingTeacher(OracleTeacher(2)), CountingTeacher(OracleTeacher(0)), eta, eps, 0
+    )
 
 
 def _frequencies(teacher: ConstrainedOracle, n: int = 2000) -> dict[str, float]:
@@ -151,7 +153,9 @@ def test_constrained_local_teacher_weights_its_own_samples(tiny_model_dir: Path,
     from leap.teachers.local import LocalTeacher
 
     base = LocalTeacher(
-        LocalTeacherParams(model=str(tiny_model_dir), max_new_tokens=8, batch_size=4), 2, cache_dir=str(tmp_path)
+        LocalTeacherParams(model=str(tiny_model_dir), max_new_tokens=8, batch_size=4),
+        2,
+        cache_dir=str(tmp_path),
     )
     teacher = ConstrainedLocal(base, eta=1.0, samples=3, seed=0)
     torch.manual_seed(0)
@@ -162,7 +166,9 @@ def test_constrained_local_teacher_weights_its_own_samples(tiny_model_dir: Path,
     labels = [o for o in out if isinstance(o, StepLabel)]
     assert st["constrained_items"] == len(labels)
     assert all(1.0 <= e <= 6.0 + 1e-9 for e in teacher.cstats.ess)  # 2 x 3 candidates
-    assert st["constrained_privileged_choice_rate"] + st["constrained_plain_choice_rate"] == pytest.approx(1.0)
+    assert st["constrained_privileged_choice_rate"] + st["constrained_plain_choice_rate"] == pytest.approx(
+        1.0
+    )
 
     # A candidate's log-probability is its reply's, teacher-forced after the prompt, as a plain forward.
     ctx, student = items[0]

@@ -94,7 +94,7 @@ def correct_all(
 
 def run(params: Params, iteration: int) -> dict[str, float]:
     """Writes data/iter_i/corrections.jsonl and metrics/stages/correct_i.json; returns the metrics."""
-    from leap.teachers.factory import build_correction_teacher
+    from leap.teachers.constrained import build_correction_teacher
 
     seed_everything(params.seed + iteration, torch=True)
     trajs = read_jsonl(paths.rollouts(iteration), Trajectory)

@@ -561,7 +561,6 @@ class Engine:
         s.per_call.append({"n": n, "prefilled": sum(c.prefilled for c in results), "s": dt})
         return results
 
-
     def _score(self, prompts: list[Sequence[int]], completions: list[Sequence[int]]) -> list[list[float]]:
         n = len(prompts)
         full = [[*p, *c] for p, c in zip(prompts, completions, strict=True)]

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from leap.agent import StepContext, Teacher, TeacherError
+from leap.config import Params
 from leap.records import StepLabel
 
 # The reason given to a candidate action that neither level chose (only the oracles' ε mass).
@@ -64,7 +65,9 @@ def geometric_weights(
     lp = np.asarray(logp_p, dtype=float)
     ln = np.asarray(logp_n, dtype=float)
     if lp.shape != ln.shape or lp.ndim != 1 or not len(lp):
-        raise ValueError(f"need two equal-length, non-empty lists of log-probabilities ({lp.shape}, {ln.shape})")
+        raise ValueError(
+            f"need two equal-length, non-empty lists of log-probabilities ({lp.shape}, {ln.shape})"
+        )
     a = mixing_exponent(eta)
     # 0 · log 0 is 0 here (the limits η = 0 and η = inf are π_p and π_n exactly).
     logw = (a * lp if a > 0 else 0.0) + ((1 - a) * ln if a < 1 else 0.0)
@@ -234,7 +237,10 @@ class ConstrainedLocal(_Constrained):
         for labels, acts in zip(out, admissible, strict=True):
             fixed = [snap_action(lab.action, acts, threshold) for lab in labels]
             snapped.append(
-                [StepLabel(reason=lab.reason, action=a) if a else lab for lab, a in zip(labels, fixed, strict=True)]
+                [
+                    StepLabel(reason=lab.reason, action=a) if a else lab
+                    for lab, a in zip(labels, fixed, strict=True)
+                ]
             )
         return snapped
 
@@ -282,7 +288,9 @@ class ConstrainedLocal(_Constrained):
         for k, (ctx, _) in enumerate(items):
             cands = from_p[k] + from_n[k]
             if not cands:
-                out.append(TeacherError(f"{self.teacher_id}: no parsable reply among {2 * self.samples} samples"))
+                out.append(
+                    TeacherError(f"{self.teacher_id}: no parsable reply among {2 * self.samples} samples")
+                )
                 continue
             lp = self.log_probs(conv_p[k], cands)
             ln = self.log_probs(conv_n[k], cands)
@@ -311,4 +319,25 @@ def constrained_teacher(
     raise ValueError(
         f"teacher.eta (the constrained privileged expert) needs a teacher that exposes probabilities: "
         f"teacher.kind 'oracle' or 'local', not {kind!r} (set teacher.eta: null)"
+    )
+
+
+def build_correction_teacher(params: Params, iteration: int) -> Teacher:
+    """The teacher of the correct stage: the configured one, or with ``teacher.eta`` set its
+    constrained privileged expert (this module). Only the correct stage reads
+    teacher.eta, so behaviour cloning and the baselines do not depend on it."""
+    from leap.teachers.factory import build_teacher
+
+    teacher = build_teacher(params, iteration=iteration)
+    eta = params.teacher.eta
+    if eta is None:
+        return teacher
+    c = params.teacher.constrained
+    return constrained_teacher(
+        params.teacher.kind,
+        teacher,
+        eta=eta,
+        samples=c.samples,
+        oracle_epsilon=c.oracle_epsilon,
+        seed=params.seed + iteration,
     )

@@ -68,27 +68,6 @@ def build_teacher(
     raise ValueError(f"unknown teacher.kind {tp.kind!r}")
 
 
-def build_correction_teacher(params: Params, iteration: int) -> Teacher:
-    """The teacher of the correct stage: the configured one, or with ``teacher.eta`` set its
-    constrained privileged expert (:mod:`leap.teachers.constrained`). Only the correct stage reads
-    teacher.eta, so behaviour cloning and the baselines do not depend on it."""
-    teacher = build_teacher(params, iteration=iteration)
-    eta = params.teacher.eta
-    if eta is None:
-        return teacher
-    from leap.teachers.constrained import constrained_teacher
-
-    c = params.teacher.constrained
-    return constrained_teacher(
-        params.teacher.kind,
-        teacher,
-        eta=eta,
-        samples=c.samples,
-        oracle_epsilon=c.oracle_epsilon,
-        seed=params.seed + iteration,
-    )
-
-
 def build_react_policy(params: Params) -> Policy:
     """The configured LLM teacher acting alone as a ReAct agent: the student's prompt, no privileged state."""
     from leap.teachers.chat import ReActPolicy
