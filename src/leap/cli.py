@@ -508,6 +508,60 @@ def bench(
     run(model, n_train, n_gen, batch_size, max_new_tokens, set(sections.split(",")))
 
 
+@app.command()
+def study(
+    name: Annotated[str, typer.Argument(help="privilege | update | self-improve")],
+    scale: Annotated[Path, typer.Option(help="the scale's experiment file")] = Path(
+        "experiments/studies/small.yaml"
+    ),
+    with_: Annotated[
+        list[Path] | None, typer.Option("--with", help="more experiment files, after the scale")
+    ] = None,
+    eta: Annotated[
+        str, typer.Option(help="privilege study: comma-separated η of the constrained expert")
+    ] = "",
+    eta_level: Annotated[int, typer.Option(help="the constrained expert's π_p level (π_n is λ0)")] = 4,
+    beta: Annotated[float | None, typer.Option(help="update study: train.beta of DPO and KTO")] = None,
+    jobs: Annotated[int, typer.Option(help="experiments run at once (dvc queue start -j)")] = 1,
+    report_only: Annotated[bool, typer.Option(help="only collect, plot and log what has finished")] = False,
+    dry_run: Annotated[bool, typer.Option(help="print the variants and their overrides only")] = False,
+) -> None:
+    """Run one of the paper's studies as queued DVC experiments (finished variants are not run
+    again), then write reports/studies/<name>.json|md, its plots, and an MLflow study run."""
+    from leap import studies
+
+    try:
+        vs = studies.variants(
+            name, etas=[float(x) for x in eta.split(",") if x.strip()], eta_level=eta_level, beta=beta
+        )
+        planned = studies.plan(name, _state["params"], [scale, *(with_ or [])], vs)
+    except (ConfigError, ValueError) as e:
+        _fail(str(e))
+    for p in planned:
+        typer.echo(f"{p.name}: {' '.join(shlex.quote(o) for o in p.overrides)}")
+    if dry_run:
+        return
+    if not report_only:
+        from leap.tracking import shared_store
+
+        # The queue runs each experiment in a temporary copy: its MLflow runs go to this store.
+        os.environ["MLFLOW_TRACKING_URI"] = shared_store(planned[0].params)
+        try:
+            studies.run(name, planned, echo=typer.echo, jobs=jobs)
+        except RuntimeError as e:
+            _fail(str(e))
+    exps = studies.experiments(json.loads(studies.run_dvc(["exp", "show", "--json"]) or "[]"))
+    try:
+        result = studies.report(name, planned, exps)
+    except RuntimeError as e:
+        _fail(str(e))
+    typer.echo(Path(f"reports/studies/{name}.md").read_text(encoding="utf-8"))
+    typer.echo(f"plots: {studies.PLOTS[name]}, reports/{name}_per_task_type.png; MLflow: run study-{name}")
+    if result["missing"]:
+        typer.echo(f"not finished: {', '.join(result['missing'])}")
+        raise typer.Exit(1)
+
+
 @exp_app.command("show")
 def exp_show(experiment: Path) -> None:
     """Print the -S overrides an experiment definition applies to params.yaml."""

@@ -79,7 +79,8 @@ def pipeline_run_name(params: Params) -> str:
     if params.tracking.run_name:
         return params.tracking.run_name
     t = params.teacher
-    return f"{params.env.name}-{t.kind}-l{t.privilege_level}-{params.train.method}"
+    eta = "" if t.eta is None else f"-eta{t.eta:g}"
+    return f"{params.env.name}-{t.kind}-l{t.privilege_level}{eta}-{params.train.method}"
 
 
 def pipeline_tags(params: Params) -> dict[str, str]:
@@ -89,6 +90,7 @@ def pipeline_tags(params: Params) -> dict[str, str]:
         "env": params.env.name,
         "teacher": params.teacher.kind,
         "privilege_level": str(params.teacher.privilege_level),
+        "eta": "none" if params.teacher.eta is None else f"{params.teacher.eta:g}",
         "update_method": params.train.method,
         "student": params.student.model,
     }
@@ -228,3 +230,54 @@ def set_pipeline_tags(params: Params, tags: dict[str, str]) -> None:
     rid = get_pipeline_run(params)
     for k, v in tags.items():
         client.set_tag(rid, k, v)
+
+
+def shared_store(params: Params) -> str:
+    """An absolute tracking URI with the experiment created here, for runs made in other directories
+    (DVC's queue runs each experiment in a temporary copy): their runs and artifacts land in this
+    store, not in the copy. Returns the URI (to be exported as MLFLOW_TRACKING_URI)."""
+    uri = _tracking_uri(params)
+    _experiment_id(_client(params), params.tracking.experiment)
+    return uri
+
+
+def log_study(params: Params, study: str, rows: list[dict[str, Any]], split: str, files: list[Path]) -> str:
+    """One MLflow run per study (tag ``leap.kind = study``; found again on a re-run) with each variant's
+    success, its interval, average actions and realizability as metrics, and the study's plots and
+    table as artifacts. The variants' own pipeline runs hold their params."""
+    from mlflow.entities import Metric
+
+    client = _client(params)
+    exp_id = _experiment_id(client, params.tracking.experiment)
+    found = client.search_runs(
+        [exp_id], filter_string=f"tags.`leap.kind` = 'study' and tags.`leap.study` = '{study}'", max_results=1
+    )
+    if found:
+        rid = str(found[0].info.run_id)
+    else:
+        tags = {"leap.kind": "study", "leap.study": study, "env": params.env.name}
+        rid = str(client.create_run(exp_id, run_name=f"study-{study}", tags=tags).info.run_id)
+    ts = _now_ms()
+    metrics = []
+    for r in rows:
+        v = re.sub(r"[^A-Za-z0-9_\-.]", "_", str(r["variant"]))
+        s = r["splits"].get(split)
+        if s:
+            lo, hi = s["success_ci"]
+            values = {"success_rate": s["success_rate"], "success_ci_lo": lo, "success_ci_hi": hi}
+            values["avg_actions"] = s["avg_actions"]
+            metrics += [Metric(f"{v}/{split}/{k}", float(x), ts, 0) for k, x in values.items()]
+        for it, real in r["realize"].items():
+            metrics += [
+                Metric(f"{v}/realize/{k}", float(x), ts, int(it))
+                for k, x in real.items()
+                if isinstance(x, int | float) and x is not None
+            ]
+    for i in range(0, len(metrics), 500):
+        client.log_batch(rid, metrics=metrics[i : i + 500])
+    client.set_tag(rid, "leap.variants", ",".join(str(r["variant"]) for r in rows))
+    for f in files:
+        if f.exists():
+            client.log_artifact(rid, str(f), "reports")
+    client.set_terminated(rid, status="FINISHED")
+    return rid
