@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
-.PHONY: setup run smoke test test-slow test-gpu lint format ui bench bench-intercode clean-outputs intercode-root help
+.PHONY: ablation-privilege ablation-update self-improve setup run smoke test test-slow test-gpu lint format ui bench bench-intercode clean-outputs intercode-root help
 
 help:
 	@echo "make setup     install everything into $(VENV) (CPU torch pinned)"
@@ -22,6 +22,11 @@ help:
 	@echo "make test-gpu  QLoRA tests (need a CUDA GPU + bitsandbytes: pip install -e '.[gpu]')"
 	@echo "make lint      ruff check + ruff format --check (CI runs it before the tests)"
 	@echo "make format    ruff format + ruff check --fix"
+	@echo "make ablation-privilege  λ0..λ4 (ETAS=0,1,4: also the constrained expert) from one BC student"
+	@echo "make ablation-update     SFT vs DPO vs KTO on the same corrections (BETA=0.1)"
+	@echo "make self-improve        the student as its own privileged teacher, against the oracle"
+	@echo "                         (STUDY_SCALE=experiments/studies/paper.yaml: the larger scale;"
+	@echo "                          STUDY_WITH=experiments/studies/toy.yaml: the toy environment)"
 	@echo "make ui        MLflow UI on http://127.0.0.1:5000"
 	@echo "make bench     benchmarks (batched vs one-at-a-time rollouts)"
 	@echo "make bench-intercode  sandbox cost: a command vs host bash, a scored episode (root + bwrap)"
@@ -63,6 +68,26 @@ lint: setup
 format: setup
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
+
+# The paper's studies as queued DVC experiments (a second call re-runs no finished variant).
+STUDY_SCALE ?= experiments/studies/small.yaml
+STUDY_WITH  ?=
+STUDY_JOBS  ?= 1
+ETAS        ?=
+BETA        ?=
+STUDY_ARGS   = --scale $(STUDY_SCALE) $(foreach f,$(STUDY_WITH),--with $(f)) --jobs $(STUDY_JOBS)
+
+.dvc:
+	$(BIN)/dvc init -q
+
+ablation-privilege: setup .dvc
+	$(BIN)/leap study privilege $(STUDY_ARGS) $(if $(ETAS),--eta $(ETAS))
+
+ablation-update: setup .dvc
+	$(BIN)/leap study update $(STUDY_ARGS) $(if $(BETA),--beta $(BETA))
+
+self-improve: setup .dvc
+	$(BIN)/leap study self-improve $(STUDY_ARGS)
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000

@@ -184,6 +184,21 @@ def _iteration(planned: Planned) -> int:
     return max(planned.params.loop.iterations)
 
 
+def _split_row(r: dict[str, Any]) -> dict[str, Any]:
+    """n, success rate with its 95% Wilson interval, average actions. (``dvc exp show`` drops the
+    lists of a metrics file, so the interval is computed again from n and the rate, as the report
+    computes it from the episodes.)"""
+    from leap.stats import wilson
+
+    n = int(r["n"])
+    return {
+        "n": n,
+        "success_rate": float(r["success_rate"]),
+        "success_ci": list(wilson(round(r["success_rate"] * n), n)),
+        "avg_actions": float(r["avg_actions"]),
+    }
+
+
 def result_row(planned: Planned, exp: Experiment) -> dict[str, Any]:
     """What a study reports for one finished variant (last iteration; realizability of its
     corrections, before training on them; per task type)."""
@@ -196,11 +211,7 @@ def result_row(planned: Planned, exp: Experiment) -> dict[str, Any]:
         "x": planned.variant.x,
         "experiment": planned.name,
         "iteration": last,
-        "splits": {
-            s: {k: per_split[s][k] for k in ("n", "success_rate", "success_ci", "avg_actions")}
-            for s in splits
-            if s in per_split
-        },
+        "splits": {s: _split_row(per_split[s]) for s in splits if s in per_split},
         "learning_curve": {
             s: [
                 summary["iterations"][str(i)][s]["success_rate"]
