@@ -152,10 +152,11 @@ def test_report_writes_the_table_plots_and_an_mlflow_study_run(
     params = _toy_params(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    vs = [v for v in studies.variants("privilege") if v.key in ("l0", "l4")]
+    vs = [v for v in studies.variants("privilege", etas=[1.0]) if v.key in ("l0", "l4", "eta1")]
     planned = studies.plan("privilege", params, [], vs, out_dir=tmp_path / "s")
     real = studies.experiments(SHOW)
-    exps = {p.name: real[f"v-{p.variant.key}"] for p in planned}
+    # The η variant borrows λ4's results (the fixture has two experiments): a row of its own.
+    exps = {p.name: real[f"v-{p.variant.key.replace('eta1', 'l4')}"] for p in planned}
     result = studies.report("privilege", planned, exps)
     assert result["missing"] == []
     rows = {r["variant"]: r for r in result["variants"]}
@@ -169,7 +170,7 @@ def test_report_writes_the_table_plots_and_an_mlflow_study_run(
     assert rows["l4"]["realize"]["1"]["action_match_rate"] == realize["realize/action_match_rate"]
     assert set(rows["l0"]["by_category"]["valid"]) == {"smell", "no_smell"}
     md = (tmp_path / "reports/studies/privilege.md").read_text()
-    assert md.count("\n") == 4 and "| 4 |" in md
+    assert md.count("\n") == 5 and "| 4 |" in md and "| 1.0 |" in md
     for png in ("reports/privilege_tradeoff.png", "reports/privilege_per_task_type.png"):
         assert (tmp_path / png).stat().st_size > 5000
     import mlflow
@@ -177,7 +178,7 @@ def test_report_writes_the_table_plots_and_an_mlflow_study_run(
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     exp = client.get_experiment_by_name(load_params(params).tracking.experiment)
     (run,) = client.search_runs([exp.experiment_id], filter_string="tags.`leap.kind` = 'study'")
-    assert run.data.tags["leap.study"] == "privilege" and run.data.tags["leap.variants"] == "l0,l4"
+    assert run.data.tags["leap.study"] == "privilege" and run.data.tags["leap.variants"] == "l0,l4,eta1"
     assert run.data.metrics["l4/valid/success_rate"] == summary["success_rate"]
     assert run.data.metrics["l0/realize/teacher_logprob_per_token"] < 0
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}

@@ -256,14 +256,14 @@ def table(study: str, rows: list[dict[str, Any]], split: str) -> str:
 # ---------------------------------------------------------------- plots
 
 
-def _axes(n: int, width: float = 4.2) -> tuple[Any, Any]:
+def _figure(rows: int, cols: int, width: float = 4.2) -> tuple[Any, list[list[Any]]]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, n, figsize=(width * n, 3.6))
-    return fig, list(axes) if n > 1 else [axes]
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 3.6 * rows), squeeze=False)
+    return fig, [list(r) for r in axes]
 
 
 def _save(fig: Any, out: Path) -> None:
@@ -277,44 +277,52 @@ def _save(fig: Any, out: Path) -> None:
 
 
 def plot_tradeoff(study: str, rows: list[dict[str, Any]], split: str, out: Path) -> None:
-    """Success (95% interval), average actions and realizability against the study's axis (λ, η
-    or the update method): one panel each; an η sweep is drawn beside the λ levels."""
-    fig, (a_succ, a_act, a_real) = _axes(3)
+    """Success (95% interval), average actions and realizability (the corrections' log-likelihood per
+    token, and how often the student's action already was the teacher's) against the study's axis:
+    λ, the update method, and η (a second row) when swept."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault("η (constrained)" if r["variant"].startswith("eta") else "λ", []).append(r)
-    for label, rs in groups.items():
-        rs = [r for r in rs if split in r["splits"]]
-        if not rs:
-            continue
-        xs = [str(r["x"]) for r in rs] if label == "η (constrained)" or study != "privilege" else None
-        pos = list(range(len(rs))) if xs else [r["x"] for r in rs]
+        if split in r["splits"]:
+            axis = "η (constrained expert)" if r["variant"].startswith("eta") else "λ"
+            if study == "update":
+                axis = "update method"
+            groups.setdefault(axis, []).append(r)
+    fig, axes = _figure(max(1, len(groups)), 3)
+    for (axis, rs), (a_succ, a_act, a_real) in zip(groups.items(), axes, strict=False):
+        pos = list(range(len(rs)))
         succ = [r["splits"][split]["success_rate"] for r in rs]
         err = [
             [s - r["splits"][split]["success_ci"][0] for s, r in zip(succ, rs, strict=True)],
             [r["splits"][split]["success_ci"][1] - s for s, r in zip(succ, rs, strict=True)],
         ]
-        a_succ.errorbar(pos, succ, yerr=err, fmt="o-", capsize=3, label=label)
-        a_act.plot(pos, [r["splits"][split]["avg_actions"] for r in rs], "o-", label=label)
+        a_succ.errorbar(pos, succ, yerr=err, fmt="o-", capsize=3)
+        a_act.plot(pos, [r["splits"][split]["avg_actions"] for r in rs], "o-")
         real = [r["realize"].get(str(r["iteration"])) or {} for r in rs]
-        lp = [x.get("teacher_logprob_per_token") for x in real]
-        a_real.plot(pos, [float("nan") if v is None else v for v in lp], "o-", label=f"{label}: logp/token")
-        if xs:
-            for ax in (a_succ, a_act, a_real):
-                ax.set_xticks(pos, xs)
-    axis = {"privilege": "privilege level λ (or η)", "update": "update method"}.get(study, study)
-    a_succ.set(xlabel=axis, ylabel=f"success rate ({split})", ylim=(-0.05, 1.05))
-    a_act.set(xlabel=axis, ylabel="average actions")
-    a_real.set(xlabel=axis, ylabel="corrections' log-likelihood per token")
-    for ax in (a_succ, a_act, a_real):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        nan = float("nan")
+        lp = [
+            nan if x.get("teacher_logprob_per_token") is None else x["teacher_logprob_per_token"]
+            for x in real
+        ]
+        match = [nan if x.get("action_match_rate") is None else x["action_match_rate"] for x in real]
+        a_real.plot(pos, lp, "o-", color="C0", label="log-likelihood / token")
+        a_real.set_ylabel("corrections' log-likelihood per token", color="C0")
+        twin = a_real.twinx()
+        twin.plot(pos, match, "s--", color="C1", label="action match")
+        twin.set_ylabel("student's action = teacher's", color="C1")
+        twin.set_ylim(-0.05, 1.05)
+        labels = [f"{'λ' if axis == 'λ' else ''}{r['x']}" for r in rs]
+        for ax in (a_succ, a_act, a_real):
+            ax.set_xticks(pos, labels)
+            ax.set_xlabel(axis)
+            ax.grid(alpha=0.3)
+        a_succ.set(ylabel=f"success rate ({split}, 95% CI)", ylim=(-0.05, 1.05))
+        a_act.set(ylabel="average actions")
     fig.suptitle(f"{study}: success, actions and realizability")
     _save(fig, out)
 
 
 def plot_learning_curves(rows: list[dict[str, Any]], split: str, out: Path) -> None:
-    fig, (ax,) = _axes(1, 5.0)
+    fig, ((ax,),) = _figure(1, 1, 5.0)
     for r in rows:
         ys = r["learning_curve"].get(split) or []
         ax.plot(range(len(ys)), ys, "o-", label=str(r["x"]))
@@ -328,7 +336,7 @@ def plot_per_task_type(study: str, rows: list[dict[str, Any]], split: str, out: 
     cats = sorted({c for r in rows for c in r["by_category"].get(split, {})})
     if not cats:
         return
-    fig, (ax,) = _axes(1, max(5.0, 1.2 * len(cats)))
+    fig, ((ax,),) = _figure(1, 1, max(5.0, 1.2 * len(cats)))
     width = 0.8 / max(1, len(rows))
     for j, r in enumerate(rows):
         ys = [r["by_category"].get(split, {}).get(c, 0.0) for c in cats]
