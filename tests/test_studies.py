@@ -170,7 +170,7 @@ def test_report_writes_the_table_plots_and_an_mlflow_study_run(
     assert rows["l4"]["realize"]["1"]["action_match_rate"] == realize["realize/action_match_rate"]
     assert set(rows["l0"]["by_category"]["valid"]) == {"smell", "no_smell"}
     md = (tmp_path / "reports/studies/privilege.md").read_text()
-    assert md.count("\n") == 5 and "| 4 |" in md and "| 1.0 |" in md
+    assert md.count("\n") == 5 and "| λ4 |" in md and "| η=1 (λ4) |" in md
     for png in ("reports/privilege_tradeoff.png", "reports/privilege_per_task_type.png"):
         assert (tmp_path / png).stat().st_size > 5000
     import mlflow

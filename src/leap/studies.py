@@ -206,9 +206,17 @@ def result_row(planned: Planned, exp: Experiment) -> dict[str, Any]:
     last = _iteration(planned)
     splits = list(planned.params.env.eval_splits)
     per_split = summary["iterations"][str(last)]
+    v = planned.variant
+    if planned.study == "privilege":
+        label = (
+            f"η={v.x:g} (λ{planned.params.teacher.privilege_level})" if v.key.startswith("eta") else f"λ{v.x}"
+        )
+    else:
+        label = str(v.x)
     row: dict[str, Any] = {
-        "variant": planned.variant.key,
-        "x": planned.variant.x,
+        "variant": v.key,
+        "x": v.x,
+        "label": label,
         "experiment": planned.name,
         "iteration": last,
         "splits": {s: _split_row(per_split[s]) for s in splits if s in per_split},
@@ -247,7 +255,7 @@ def table(study: str, rows: list[dict[str, Any]], split: str) -> str:
         lp = real.get("teacher_logprob_per_token")
         match = real.get("action_match_rate")
         lines.append(
-            f"| {r['x']} | {s['success_rate']:.3f} | [{lo:.2f}, {hi:.2f}] | {s['avg_actions']:.2f} | "
+            f"| {r['label']} | {s['success_rate']:.3f} | [{lo:.2f}, {hi:.2f}] | {s['avg_actions']:.2f} | "
             f"{'-' if lp is None else f'{lp:.3f}'} | {'-' if match is None else f'{match:.2f}'} |"
         )
     return "\n".join(lines) + "\n"
@@ -310,7 +318,7 @@ def plot_tradeoff(study: str, rows: list[dict[str, Any]], split: str, out: Path)
         twin.plot(pos, match, "s--", color="C1", label="action match")
         twin.set_ylabel("student's action = teacher's", color="C1")
         twin.set_ylim(-0.05, 1.05)
-        labels = [f"{'λ' if axis == 'λ' else ''}{r['x']}" for r in rs]
+        labels = [r["label"] for r in rs]
         for ax in (a_succ, a_act, a_real):
             ax.set_xticks(pos, labels)
             ax.set_xlabel(axis)
@@ -325,7 +333,7 @@ def plot_learning_curves(rows: list[dict[str, Any]], split: str, out: Path) -> N
     fig, ((ax,),) = _figure(1, 1, 5.0)
     for r in rows:
         ys = r["learning_curve"].get(split) or []
-        ax.plot(range(len(ys)), ys, "o-", label=str(r["x"]))
+        ax.plot(range(len(ys)), ys, "o-", label=r["label"])
     ax.set(xlabel="LEAP iteration", ylabel=f"success rate ({split})", ylim=(-0.05, 1.05))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -340,7 +348,7 @@ def plot_per_task_type(study: str, rows: list[dict[str, Any]], split: str, out: 
     width = 0.8 / max(1, len(rows))
     for j, r in enumerate(rows):
         ys = [r["by_category"].get(split, {}).get(c, 0.0) for c in cats]
-        ax.bar([c + j * width for c in range(len(cats))], ys, width=width, label=str(r["x"]))
+        ax.bar([c + j * width for c in range(len(cats))], ys, width=width, label=r["label"])
     ax.set_xticks([c + 0.4 - width / 2 for c in range(len(cats))], cats, rotation=20, ha="right", fontsize=8)
     ax.set(ylabel=f"success rate ({split})", ylim=(0, 1.05), title=f"{study}: success per task type")
     ax.legend(fontsize=7)
