@@ -18,7 +18,11 @@ was a closed model); it needs teachers that expose probabilities:
   (temperature 1, ``teacher.constrained.samples``), every candidate is scored under both prompts
   (teacher-forced log-probability of its reply), and the correction is drawn from the candidates
   with self-normalised importance weights π̃(y) / q(y), q = ½ π_p + ½ π_n being the proposal they
-  were drawn from (sampling-importance-resampling).
+  were drawn from (sampling-importance-resampling). The weights are those of the candidates as
+  corrected: after the teacher's own post-processing (its forced "Action:" line, the snapping of an
+  almost-admissible action, the token limit), so q is the density of the post-processed reply, not
+  exactly the one it was drawn from; with few samples the draw is also biased towards q (SIR is
+  exact only as ``samples`` grows).
 
 The draw of each item is seeded by (seed, task, step), so a re-run draws the same corrections.
 """
