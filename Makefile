@@ -9,6 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+export MLFLOW_DISABLE_TELEMETRY ?= true
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
 .PHONY: ablation-privilege ablation-update self-improve setup run smoke test test-slow test-gpu lint format ui bench bench-intercode clean-outputs intercode-root help

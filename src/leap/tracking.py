@@ -53,6 +53,10 @@ def _tracking_uri(params: Params) -> str:
 
 
 def _client(params: Params) -> Any:
+    # MLflow's telemetry thread sets and deletes a variable of os.environ while the stage runs; a
+    # library that copies os.environ meanwhile (fsspec, imported by the trainer) fails with a
+    # KeyError (seen in a queued `leap train`). Offline and private: it is off unless asked for.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
     mlflow.set_tracking_uri(_tracking_uri(params))
