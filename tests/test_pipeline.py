@@ -222,3 +222,20 @@ def test_the_constrained_expert_runs_in_the_correct_stage_with_a_local_teacher(
     assert rates == pytest.approx(1.0)
     # Every drawn correction is one of the sampled candidates: in the student's two-line format.
     assert all(c.teacher.action for c in ok)  # type: ignore[union-attr]
+
+
+def test_report_resyncs_realizability_to_mlflow(toy_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A realize stage DVC restored from its run cache logs nothing: the report logs its metrics file."""
+    import mlflow
+
+    monkeypatch.chdir(toy_run)
+    fresh = f"sqlite:///{toy_run}/fresh.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh)
+    res = CliRunner().invoke(app, ["report"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    client = mlflow.MlflowClient(tracking_uri=fresh)
+    exp = client.get_experiment_by_name("toy-pipeline")
+    (p,) = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("leap.kind") == "pipeline"]
+    hist = client.get_metric_history(p.info.run_id, "realize/action_match_rate")
+    real = json.loads((toy_run / "metrics/stages/realize_1.json").read_text())
+    assert [(m.step, m.value) for m in hist] == [(1, pytest.approx(real["realize/action_match_rate"]))]

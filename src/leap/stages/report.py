@@ -272,6 +272,14 @@ def _sync_mlflow(
 
     for i, res in per_iter.items():
         tracking.log_pipeline_metrics(params, flat_metrics(res), step=i)
+        # Realizability of iteration i's corrections (logged by the realize stage too, unless DVC
+        # restored that stage from its run cache).
+        real = paths.stage_metrics("realize", i)
+        if i > 0 and real.exists():
+            raw = json.loads(real.read_text(encoding="utf-8"))
+            tracking.log_pipeline_metrics(
+                params, {k: float(v) for k, v in raw.items() if isinstance(v, int | float)}, step=i
+            )
     # Baselines are flat lines: logged at every iteration so the UI draws them beside the curve.
     for pol, res in baselines.items():
         name = pol.replace(":", "_")
