@@ -242,6 +242,26 @@ def make_env(name: str, env_params: Any) -> Environment:
     return spec(name).env(_section(env_params, name), int(env_params.horizon))
 
 
+@dataclass(frozen=True)
+class EnvMaker:
+    """A picklable factory of environment ``name``: what a worker process calls to build its own
+    environment. Its parts are pickled by reference (a registered class or function, or a
+    ``"module:attribute"`` string), so the worker imports the environment's module itself."""
+
+    name: str
+    make: EnvFactory | str
+    section: BaseModel
+    horizon: int
+
+    def __call__(self) -> Environment:
+        return _load(self.make)(self.section, self.horizon)
+
+
+def env_maker(name: str, env_params: Any) -> EnvMaker:
+    """:func:`make_env` as a picklable :class:`EnvMaker` (for environments in worker processes)."""
+    return EnvMaker(name, spec(name).make_env, _section(env_params, name), int(env_params.horizon))
+
+
 def make_task_source(name: str, env_params: Any, seed: int) -> TaskSource:
     return spec(name).task_source(_section(env_params, name), seed)
 
