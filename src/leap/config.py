@@ -223,8 +223,8 @@ class TrainParams(Strict):
     cpu_rows_per_pass: int = Field(
         default=1,
         ge=1,
-        description="rows in one forward pass on a CPU (the rest of the batch accumulates): 1 is padding-free "
-        "and fastest for SmolLM2-sized students; tiny models go faster with more",
+        description="rows in one forward pass on a CPU (the rest of the batch accumulates): "
+        "1 is padding-free and fastest for SmolLM2-sized students; tiny models go faster with more",
     )
     max_length: int = Field(default=512, ge=32)
     beta: float = Field(default=0.1, gt=0, description="DPO/KTO temperature")
