@@ -48,9 +48,9 @@ class EnvParams(Strict):
     workers: int = Field(
         default=0,
         ge=0,
-        description="0: environments step in the stage's own process; N: up to N environments at once, each in "
-        "its own worker process, with the time and memory limits below (a worker that hangs, crashes or "
-        "passes its limit is killed and replaced; its episode is recorded as failed, with the reason)",
+        description="0: environments step in the stage's own process; N: up to N environments at once, "
+        "each in its own worker process, with the time and memory limits below (a worker that hangs, crashes "
+        "or passes its limit is killed and replaced; its episode is recorded as failed, with the reason)",
     )
     reset_timeout_s: float = Field(default=300.0, gt=0, description="a worker's reset longer than this fails")
     step_timeout_s: float = Field(default=60.0, gt=0, description="a worker's step longer than this fails")
@@ -141,12 +141,13 @@ class StudentServerParams(Strict):
     )
     api_key_env: str | None = Field(default=None, description="NAME of the env var holding the server's key")
     adapter_prefix: str = Field(
-        default="leap-", description="iteration i's adapter is served as <prefix>iter_<i> (vLLM --lora-modules)"
+        default="leap-",
+        description="iteration i's adapter is served as <prefix>iter_<i> (vLLM --lora-modules)",
     )
     load_adapters: bool = Field(
         default=True,
-        description="ask the server to load a missing adapter from its directory (POST /v1/load_lora_adapter; "
-        "vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)",
+        description="ask the server to load a missing adapter from its directory "
+        "(POST /v1/load_lora_adapter; vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)",
     )
     api: Literal["completions", "chat"] = Field(
         default="completions",
@@ -205,8 +206,8 @@ class StudentParams(Strict):
     batch_size: int = Field(default=16, ge=1, description="episodes generated together (engine rows)")
     backend: Literal["hf", "openai"] = Field(
         default="hf",
-        description="hf: the student generates in the stage's process; openai: rollout/evaluate send its turns "
-        "to an OpenAI-compatible server (vLLM, `leap serve --student`), adapters addressed by name",
+        description="hf: the student generates in the stage's process; openai: rollout/evaluate send its "
+        "turns to an OpenAI-compatible server (vLLM, `leap serve --student`), adapters addressed by name",
     )
     server: StudentServerParams = Field(default_factory=StudentServerParams)
 

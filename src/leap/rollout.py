@@ -303,7 +303,9 @@ def _run_concurrent(
     stop = threading.Event()
     idle: list[Environment] = []
     live = [0]
-    batched = None if getattr(policy, "thread_safe", False) else _BatchedPolicy(policy, batch_size, lambda: live[0])
+    batched = (
+        None if getattr(policy, "thread_safe", False) else _BatchedPolicy(policy, batch_size, lambda: live[0])
+    )
     actor: Policy = batched or policy
 
     def new_env() -> Environment:

@@ -26,6 +26,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import logging
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,21 +246,29 @@ def make_env(name: str, env_params: Any) -> Environment:
 @dataclass(frozen=True)
 class EnvMaker:
     """A picklable factory of environment ``name``: what a worker process calls to build its own
-    environment. Its parts are pickled by reference (a registered class or function, or a
-    ``"module:attribute"`` string), so the worker imports the environment's module itself."""
+    environment. ``make`` is the registered factory where it pickles by reference (a module-level class
+    or function, or a ``"module:attribute"`` string); None (a lambda, say): the worker finds the
+    registration by name itself, as a stage does (``leap.envs.<name>`` or an entry point)."""
 
     name: str
-    make: EnvFactory | str
+    make: EnvFactory | str | None
     section: BaseModel
     horizon: int
 
     def __call__(self) -> Environment:
+        if self.make is None:
+            return spec(self.name).env(self.section, self.horizon)
         return _load(self.make)(self.section, self.horizon)
 
 
 def env_maker(name: str, env_params: Any) -> EnvMaker:
     """:func:`make_env` as a picklable :class:`EnvMaker` (for environments in worker processes)."""
-    return EnvMaker(name, spec(name).make_env, _section(env_params, name), int(env_params.horizon))
+    make: EnvFactory | str | None = spec(name).make_env
+    try:
+        pickle.dumps(make)
+    except Exception:
+        make = None
+    return EnvMaker(name, make, _section(env_params, name), int(env_params.horizon))
 
 
 def make_task_source(name: str, env_params: Any, seed: int) -> TaskSource:

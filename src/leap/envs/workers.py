@@ -35,7 +35,7 @@ from typing import Any
 
 import psutil
 
-from leap.envs.base import EnvError, EnvMaker, Environment
+from leap.envs.base import EnvError, Environment, EnvMaker
 from leap.records import Task
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,16 @@ class WorkerLimits:
     reset_timeout_s: float = 300.0  # also bounds building the environment when a worker starts
     step_timeout_s: float = 60.0
     memory_mb: float | None = None  # private memory (USS) a worker may hold
+    # Between episodes, a worker holding more than this is replaced (None: 3/4 of memory_mb), so an
+    # engine that leaks a little on every reset is recycled before it passes memory_mb mid-episode.
+    recycle_mb: float | None = None
+
+    @property
+    def recycle_at(self) -> float | None:
+        if self.recycle_mb is not None:
+            return self.recycle_mb
+        return None if self.memory_mb is None else 0.75 * self.memory_mb
+
     start_method: str = "forkserver"
     close_timeout_s: float = 5.0
 
@@ -126,7 +136,9 @@ def _context(method: str, factory: Callable[[], Environment]) -> Any:
         with _preload_lock:
             if not _preloaded:  # read once, before the server starts: workers then fork with these imported
                 make = factory.make if isinstance(factory, EnvMaker) else factory
-                module = make.partition(":")[0] if isinstance(make, str) else getattr(make, "__module__", None)
+                module = (
+                    make.partition(":")[0] if isinstance(make, str) else getattr(make, "__module__", None)
+                )
                 ctx.set_forkserver_preload([m for m in (__name__, module) if m and m != "__main__"])
                 _preloaded = True
     return ctx
@@ -172,8 +184,10 @@ class WorkerEnv:
     def reset(self, task: Task, *, seed: int | None = None) -> tuple[str, dict[str, Any]]:
         if self._proc is None:
             self._start()
-        elif self.limits.memory_mb is not None and (mb := self._memory()) > self.limits.memory_mb:
-            log.info("environment worker %s holds %.0f MB after its last episode: replacing it", self.name, mb)
+        elif (at := self.limits.recycle_at) is not None and (mb := self._memory()) > at:
+            log.info(
+                "environment worker %s holds %.0f MB after its last episode: replacing it", self.name, mb
+            )
             self._kill()
             self.restarts += 1
             self._start()
@@ -207,7 +221,9 @@ class WorkerEnv:
     def _start(self) -> None:
         ctx = _context(self.limits.start_method, self.factory)
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(child, self.factory), daemon=True, name=f"leap-env-{self.name}")
+        proc = ctx.Process(
+            target=_serve, args=(child, self.factory), daemon=True, name=f"leap-env-{self.name}"
+        )
         try:
             proc.start()
         except (pickle.PicklingError, AttributeError, TypeError) as e:
@@ -272,7 +288,9 @@ class WorkerEnv:
         mb = self._memory()
         if mb > limit:
             self._kill()
-            raise WorkerError(f"the worker passed its memory limit during {what} ({mb:.0f} MB > {limit:g} MB; killed)")
+            raise WorkerError(
+                f"the worker passed its memory limit during {what} ({mb:.0f} MB > {limit:g} MB; killed)"
+            )
 
     def _dead(self, what: str) -> WorkerError:
         proc = self._proc

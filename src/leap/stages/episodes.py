@@ -9,15 +9,34 @@ from pathlib import Path
 from leap import paths
 from leap.agent import Policy
 from leap.config import Params
-from leap.envs.base import Environment, make_env
+from leap.envs.base import Environment, env_maker, make_env
 from leap.io import JsonlAppender
 from leap.records import PrivilegedState, Task, Trajectory
 from leap.rollout import run_episodes
 
 
 def env_factory(params: Params) -> Callable[[], Environment]:
-    # The one place stages create environments: where worker processes would plug in.
-    return lambda: make_env(params.env.name, params.env)
+    """The one place stages create environments: in the stage's process, or (``env.workers``) each in
+    its own worker process with the reset/step time limits and the memory limit of ``env``."""
+    from leap.envs.workers import WorkerEnv, WorkerLimits
+
+    limits = WorkerLimits(  # read always, so that the stage's declared params do not depend on workers
+        reset_timeout_s=params.env.reset_timeout_s,
+        step_timeout_s=params.env.step_timeout_s,
+        memory_mb=params.env.worker_memory_mb,
+    )
+    if not params.env.workers:
+        return lambda: make_env(params.env.name, params.env)
+    maker = env_maker(params.env.name, params.env)
+    return lambda: WorkerEnv(maker, limits)
+
+
+def concurrency(params: Params) -> int | None:
+    """Episodes in flight at once, each in its own thread (None: lock-step batches): one per
+    environment worker, else (a student behind a server) the server's ``concurrency``."""
+    if params.env.workers:
+        return params.env.workers
+    return None
 
 
 def student_policy(params: Params, iteration: int) -> Policy:
@@ -60,5 +79,6 @@ def run_with_journal(
         iteration=iteration,
         journal=journal,
         desc=desc,
+        concurrency=concurrency(params),
     )
     return trajs
