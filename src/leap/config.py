@@ -149,11 +149,6 @@ class StudentServerParams(Strict):
         description="ask the server to load a missing adapter from its directory "
         "(POST /v1/load_lora_adapter; vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)",
     )
-    api: Literal["completions", "chat"] = Field(
-        default="completions",
-        description="completions: the prompt is sent as the student's own token ids (exactly what the "
-        "in-process student computes); chat: as messages with the 'Reason:' prefix continued",
-    )
     guided: Literal["leap", "vllm", "none"] = Field(
         default="leap",
         description="how the action is constrained to the admissible commands: leap (the request's `leap` "

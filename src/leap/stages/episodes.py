@@ -36,21 +36,59 @@ def concurrency(params: Params) -> int | None:
     environment worker, else (a student behind a server) the server's ``concurrency``."""
     if params.env.workers:
         return params.env.workers
+    if params.student.backend == "openai":
+        return params.student.server.concurrency
     return None
 
 
 def student_policy(params: Params, iteration: int) -> Policy:
-    from leap.students.policy import StudentPolicy
-
+    """The student of ``iteration``: in this process (``student.backend: hf``), or behind an
+    OpenAI-compatible server under the adapter's name ``<student.server.adapter_prefix>iter_<i>``
+    (``openai``; with no ``student.server.base_url``, `leap serve --student` is started for the stage
+    and stopped by the policy's ``close``)."""
     adapter = paths.model(iteration)
     if not adapter.exists():
         raise FileNotFoundError(f"{adapter}: no trained student for iteration {iteration} (run `leap train`)")
+    server = params.student.server
+    _ = server.guided  # read always (it changes the answers): dvc.yaml declares it whatever the backend
+    if params.student.backend == "openai":
+        from leap.students.remote import RemoteStudentPolicy, start_local_server
+
+        name = f"{server.adapter_prefix}iter_{iteration}"
+        process = None
+        base_url = server.base_url
+        if base_url is None:
+            process = start_local_server(params.student, {name: adapter}, served_name=params.student.model)
+            base_url = process.base_url
+        try:
+            return RemoteStudentPolicy(
+                params.student,
+                name,
+                base_url=base_url,
+                adapter_dir=adapter,
+                policy_id=f"student:iter_{iteration}",
+                snap_threshold=params.env.snap_threshold,
+                process=process,
+            )
+        except BaseException:
+            if process is not None:
+                process.stop()
+            raise
+    from leap.students.policy import StudentPolicy
+
     return StudentPolicy(
         params.student,
         adapter,
         policy_id=f"student:iter_{iteration}",
         snap_threshold=params.env.snap_threshold,
     )
+
+
+def close_policy(policy: Policy) -> None:
+    """Release what a policy holds beyond the stage (a server-backed student's server and client)."""
+    close = getattr(policy, "close", None)
+    if callable(close):
+        close()
 
 
 def run_with_journal(
