@@ -233,7 +233,8 @@ class TrainParams(Strict):
     )
     num_processes: int | None = Field(default=None, ge=1, description="null: the accelerate config's")
     accelerate_config: str | None = Field(
-        default=None, description="an accelerate config file; null: accelerate/ddp.yaml of this repository"
+        default=None,
+        description="an accelerate config file; null: accelerate/ddp.yaml (GPUs) or cpu-ddp.yaml (CPU)",
     )
 
 
