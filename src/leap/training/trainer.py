@@ -83,7 +83,7 @@ def micro_batching(
     floor = 2 if method == "kto" else 1
     if cuda:
         return max(batch_size, floor), max(1, math.ceil(grad_accum / processes))
-    rows = min(batch_size, max(cpu_rows, floor))
+    rows = max(min(batch_size, cpu_rows), floor)  # KTO: two rows even when batch_size is 1
     return rows, max(1, math.ceil(grad_accum * max(1, math.ceil(batch_size / rows)) / processes))
 
 
