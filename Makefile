@@ -23,7 +23,7 @@ help:
 	@echo "make lint      ruff check + ruff format --check (CI runs it before the tests)"
 	@echo "make format    ruff format + ruff check --fix"
 	@echo "make ui        MLflow UI on http://127.0.0.1:5000"
-	@echo "make bench     benchmarks (batched vs one-at-a-time rollouts)"
+	@echo "make bench     benchmarks (batched vs one-at-a-time rollouts; served student, env workers)"
 	@echo "make bench-intercode  sandbox cost: a command vs host bash, a scored episode (root + bwrap)"
 
 $(STAMP): pyproject.toml
@@ -69,6 +69,7 @@ ui: setup
 
 bench: setup
 	$(BIN)/python benchmarks/rollout_batching.py
+	$(BIN)/python benchmarks/serving_and_workers.py
 
 bench-intercode: setup
 	$(BIN)/python benchmarks/intercode_sandbox.py

@@ -24,8 +24,27 @@ def run(params: Params, iteration: int) -> dict[str, Any]:
     if iteration == 0 and train_cfg.method != "sft":
         # Behaviour cloning has no rejected steps: iteration 0 is always SFT (as in the paper).
         train_cfg = train_cfg.model_copy(update={"method": "sft"})
-    res = train_adapter(
-        examples, params.student, train_cfg, out_dir=paths.model(iteration), init_adapter=init, progress=True
-    )
+    launcher = (params.train.launcher, params.train.num_processes, params.train.accelerate_config)
+    if launcher[0] == "accelerate":
+        from leap.training.launch import launch
+
+        res = launch(
+            paths.train_set(iteration),
+            params.student,
+            train_cfg,
+            paths.model(iteration),
+            init_adapter=init,
+            config=launcher[2],
+            num_processes=launcher[1],
+        )
+    else:
+        res = train_adapter(
+            examples,
+            params.student,
+            train_cfg,
+            out_dir=paths.model(iteration),
+            init_adapter=init,
+            progress=True,
+        )
     write_json(paths.stage_metrics("train", iteration), res)
     return res
