@@ -213,6 +213,12 @@ class TrainParams(Strict):
         default="previous", description="start iteration i from the base model or from adapter i-1"
     )
     epochs: float = Field(default=2.0, gt=0)
+    iteration_epochs: float | None = Field(
+        default=None,
+        gt=0,
+        description="epochs of iterations 1.. (null: train.epochs); BC starts from the base model and "
+        "needs more than an iteration that continues from the previous adapter",
+    )
     learning_rate: float = Field(default=3e-4, gt=0)
     batch_size: int = Field(default=8, ge=1)
     grad_accum: int = Field(default=1, ge=1)

@@ -21,6 +21,8 @@ def run(params: Params, iteration: int) -> dict[str, Any]:
     if iteration > 0 and params.train.init_from == "previous":
         init = paths.model(params.loop.iterations[iteration])
     train_cfg = params.train
+    if iteration > 0 and train_cfg.iteration_epochs is not None:
+        train_cfg = train_cfg.model_copy(update={"epochs": train_cfg.iteration_epochs})
     if iteration == 0 and train_cfg.method != "sft":
         # Behaviour cloning has no rejected steps: iteration 0 is always SFT (as in the paper).
         train_cfg = train_cfg.model_copy(update={"method": "sft"})
