@@ -29,7 +29,7 @@ help:
 	@echo "                         (STUDY_SCALE=experiments/studies/paper.yaml: the larger scale;"
 	@echo "                          STUDY_WITH=experiments/studies/toy.yaml: the toy environment)"
 	@echo "make ui        MLflow UI on http://127.0.0.1:5000"
-	@echo "make bench     benchmarks (batched vs one-at-a-time rollouts)"
+	@echo "make bench     benchmarks (batched vs one-at-a-time rollouts; served student, env workers)"
 	@echo "make bench-intercode  sandbox cost: a command vs host bash, a scored episode (root + bwrap)"
 
 $(STAMP): pyproject.toml
@@ -95,6 +95,7 @@ ui: setup
 
 bench: setup
 	$(BIN)/python benchmarks/rollout_batching.py
+	$(BIN)/python benchmarks/serving_and_workers.py
 
 bench-intercode: setup
 	$(BIN)/python benchmarks/intercode_sandbox.py

@@ -1,18 +1,20 @@
 """LEAP learns, and the test can tell.
 
-On the toy environment (in half of the rooms a smell gives the key's box away; an empty box jingles
-towards the key, see ``leap.envs.toy``) a tiny model trained from scratch is cloned from the
-privileged expert's demonstrations (BC), then improved by one LEAP iteration: roll out, privileged
-corrections, aggregate, train. The expert never opens an empty box, so BC never sees a jingle and is
-lost after a wrong first guess; the corrections teach it to follow the jingle.
+On the toy environment (in some rooms a smell gives the key's box away; opening a wrong box springs
+a trap that only "pull lever" undoes, see ``leap.envs.toy``) a tiny model trained from scratch is
+cloned from the privileged expert's demonstrations (BC), then improved by one LEAP iteration: roll
+out, privileged corrections, aggregate, train. The expert never opens a wrong box, so BC has never
+seen the trap and is lost after a wrong first guess; the corrections teach it to pull the lever.
 
-The margin is fixed and the seeds are fixed: the test fails if LEAP stops beating BC, and (second
-test) it would fail with the LEAP update replaced by a no-op — the same loop with the corrections
-dropped before training gains nothing.
+The margin and the seeds are fixed: the first test fails if LEAP stops beating BC, and the second
+checks that the first would fail with the LEAP update replaced by a no-op (the same loop, with the
+corrections dropped before training, gains nothing).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,9 +24,9 @@ from leap.io import read_jsonl
 from leap.records import Trajectory
 from tests.conftest import build_tiny_model
 
-MARGIN = 0.2  # success on `test`: LEAP iteration 1 minus BC
+MARGIN = 0.3  # success on `test`: LEAP iteration 1 minus BC (measured: 0.23 -> 1.00; no-op 0.23 -> 0.23)
 N_TEST = 60
-BC_EPOCHS = 20
+BC_EPOCHS = 6
 
 
 def _toy_corpus() -> list[str]:
@@ -34,22 +36,12 @@ def _toy_corpus() -> list[str]:
         "You are in a room with a locked door and 6 boxes (box 1 to box 6). Your task is to: find the key "
         "and open the door. You open box It is empty. Inside is a key; you take it. I have the key, so I "
         "open the door. Reason: Action: open box open door I have no lead, so I guess a box. "
-        "I follow the smell. I follow the jingle. The air smells of nothing in particular.",
+        "I follow the smell. The air smells of nothing in particular. The key fell through the trapdoor, so "
+        "I pull the lever. You pull the lever and a hatch opens. "
+        "Click: a trapdoor opens and the key drops through it. pull lever",
     ]
     text += [f"A smell of {s} hangs in the air." for s in SCENTS]
-    text += [f"The key jingles in box {k}." for k in range(1, 9)]
     return text
-
-
-@pytest.fixture(scope="module")
-def toy_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(
-        tmp_path_factory.mktemp("toy-llama") / "model",
-        corpus=_toy_corpus(),
-        hidden_size=64,
-        layers=2,
-        initializer_range=0.2,
-    )
 
 
 def _params(model: Path) -> Params:
@@ -58,9 +50,9 @@ def _params(model: Path) -> Params:
             "seed": 0,
             "env": {
                 "name": "toy",
-                "horizon": 3,  # open a box, open a box, open the door: one wrong box is all there is time for
+                "horizon": 3,  # a guess, the lever, the door: no time for a second guess
                 "eval_splits": ["valid", "test"],
-                "toy": {"n_boxes": 5, "cue_rate": 0.4, "n_train": 240, "n_valid": 20, "n_test": N_TEST},
+                "toy": {"n_boxes": 6, "cue_rate": 0.25, "n_train": 120, "n_valid": 20, "n_test": N_TEST},
             },
             "student": {
                 "model": str(model),
@@ -69,7 +61,7 @@ def _params(model: Path) -> Params:
                 "lora": {"r": 16, "alpha": 32},
             },
             "train": {
-                "epochs": 10,
+                "epochs": 6,
                 "learning_rate": 0.01,
                 "batch_size": 8,
                 "grad_accum": 1,
@@ -84,46 +76,69 @@ def _params(model: Path) -> Params:
     )
 
 
-def _run_loop(root: Path, params: Params, monkeypatch: pytest.MonkeyPatch, *, drop_corrections: bool) -> dict:
-    from leap.stages import aggregate, correct, demos, evaluate, prepare, rollout, train
+@pytest.fixture(scope="module")
+def bc_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Iteration 0 (BC), shared by both tests: the prepared tasks, the demonstrations, the BC adapter
+    and its evaluation."""
+    from leap.stages import aggregate, demos, evaluate, prepare, train
 
-    monkeypatch.chdir(root)
-    prepare.run(params)
-    demos.run(params)
-    aggregate.run(params, 0)
-    # BC trains to convergence, so that more training of the same data (the no-op) gains nothing.
-    train.run(params.model_copy(update={"train": params.train.model_copy(update={"epochs": BC_EPOCHS})}), 0)
-    bc = evaluate.run(params, 0)
-    rollout.run(params, 1)
-    correct.run(params, 1)
-    if drop_corrections:  # the no-op update: iteration 1 trains on the BC data again
-        (root / "data/iter_1/corrections.jsonl").write_text("")
-    aggregate.run(params, 1)
-    train.run(params, 1)
-    leap = evaluate.run(params, 1)
+    root = tmp_path_factory.mktemp("toy-bc")
+    model = build_tiny_model(
+        root / "model", corpus=_toy_corpus(), hidden_size=64, layers=2, initializer_range=0.2
+    )
+    params = _params(model)
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        prepare.run(params)
+        demos.run(params)
+        aggregate.run(params, 0)
+        train.run(
+            params.model_copy(update={"train": params.train.model_copy(update={"epochs": BC_EPOCHS})}), 0
+        )
+        bc = evaluate.run(params, 0)
+    finally:
+        os.chdir(cwd)
+    return root, {split: m.success_rate for split, m in bc.items()}
+
+
+def _iteration_1(bc_run: tuple[Path, dict], root: Path, *, drop_corrections: bool) -> dict:
+    from leap.stages import aggregate, correct, evaluate, rollout, train
+
+    src, bc = bc_run
+    shutil.copytree(src, root, dirs_exist_ok=True)
+    params = _params(root / "model")
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        rollout.run(params, 1)
+        correct.run(params, 1)
+        if drop_corrections:  # the no-op update: iteration 1 trains on the BC data again
+            (root / "data/iter_1/corrections.jsonl").write_text("")
+        aggregate.run(params, 1)
+        train.run(params, 1)
+        leap = evaluate.run(params, 1)
+    finally:
+        os.chdir(cwd)
     return {
-        "bc": bc["test"].success_rate,
+        "bc": bc["test"],
         "leap": leap["test"].success_rate,
-        "bc_valid": bc["valid"].success_rate,
+        "bc_valid": bc["valid"],
         "leap_valid": leap["valid"].success_rate,
     }
 
 
-def test_leap_beats_bc_by_a_fixed_margin(
-    toy_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    res = _run_loop(tmp_path, _params(toy_model), monkeypatch, drop_corrections=False)
-    guessed = [
+def test_leap_beats_bc_by_a_fixed_margin(bc_run: tuple[Path, dict], tmp_path: Path) -> None:
+    res = _iteration_1(bc_run, tmp_path / "leap", drop_corrections=False)
+    trapped = [
         t
-        for t in read_jsonl(tmp_path / "data/iter_0/eval.jsonl", Trajectory)
-        if t.split == "test" and t.category == "no_smell"
+        for t in read_jsonl(tmp_path / "leap/data/iter_0/eval.jsonl", Trajectory)
+        if t.split == "test" and any("trapdoor opens" in s.observation for s in t.steps)
     ]
-    assert guessed, "the test split must hold rooms without a smell"
+    assert trapped, "BC must spring the trap in some test rooms (else there is nothing to correct)"
     assert res["leap"] - res["bc"] >= MARGIN, res
 
 
-def test_a_no_op_update_does_not_pass(
-    toy_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    res = _run_loop(tmp_path, _params(toy_model), monkeypatch, drop_corrections=True)
+def test_a_no_op_update_does_not_pass(bc_run: tuple[Path, dict], tmp_path: Path) -> None:
+    res = _iteration_1(bc_run, tmp_path / "noop", drop_corrections=True)
     assert res["leap"] - res["bc"] < MARGIN, res

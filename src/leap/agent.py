@@ -43,6 +43,12 @@ class PolicyOutput:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+class PolicyUnavailable(RuntimeError):
+    """A policy cannot answer at all (its inference server is down, or does not serve its model): the
+    episode runner stops the stage (finished episodes stay journaled for the re-run) instead of
+    recording every step as failed."""
+
+
 class TeacherError(RuntimeError):
     """A teacher could not produce a correction (API error, timeout, unparsable reply)."""
 

@@ -45,6 +45,21 @@ class EnvParams(Strict):
         description="an action not in the admissible list is replaced by the admissible action it scores "
         "at least this against (rapidfuzz ratio 0..100) for the student, LLM teachers and the ReAct baseline",
     )
+    workers: int = Field(
+        default=0,
+        ge=0,
+        description="0: environments step in the stage's own process; N: up to N environments at once, "
+        "each in its own worker process, with the time and memory limits below (a worker that hangs, crashes "
+        "or passes its limit is killed and replaced; its episode is recorded as failed, with the reason)",
+    )
+    reset_timeout_s: float = Field(default=300.0, gt=0, description="a worker's reset longer than this fails")
+    step_timeout_s: float = Field(default=60.0, gt=0, description="a worker's step longer than this fails")
+    worker_memory_mb: float | None = Field(
+        default=4096.0,
+        gt=0,
+        description="private memory a worker may hold (null: no limit); above it during an episode, the "
+        "episode fails; between episodes, the worker is quietly replaced (leaking engines recover)",
+    )
 
     @model_validator(mode="wrap")
     @classmethod
@@ -116,6 +131,45 @@ class LoraParams(Strict):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+class StudentServerParams(Strict):
+    """Where and how `student.backend: openai` reaches the student (none of it changes what it answers)."""
+
+    base_url: str | None = Field(
+        default=None,
+        description="a running server (e.g. http://127.0.0.1:8000/v1 for vLLM); null: each stage starts "
+        "`leap serve --student` on 127.0.0.1 for itself and stops it at the end",
+    )
+    api_key_env: str | None = Field(default=None, description="NAME of the env var holding the server's key")
+    adapter_prefix: str = Field(
+        default="leap-",
+        description="iteration i's adapter is served as <prefix>iter_<i> (vLLM --lora-modules)",
+    )
+    load_adapters: bool = Field(
+        default=True,
+        description="ask the server to load a missing adapter from its directory "
+        "(POST /v1/load_lora_adapter; vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)",
+    )
+    guided: Literal["leap", "vllm", "none"] = Field(
+        default="leap",
+        description="how the action is constrained to the admissible commands: leap (the request's `leap` "
+        "field, read by `leap serve`), vllm (a structured_outputs regex, vLLM >= 0.12), none",
+    )
+    concurrency: int = Field(default=16, ge=1, description="episodes in flight (requests at once)")
+    timeout_s: float = Field(default=300.0, gt=0, description="per request")
+    max_retries: int = Field(default=3, ge=0)
+    startup_timeout_s: float = Field(default=600.0, gt=0, description="a started server's health check")
+    batch_window_ms: float = Field(
+        default=20.0, ge=0, description="a started server waits this long to batch concurrent requests"
+    )
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _not_a_key(cls, v: str | None) -> str | None:
+        if v is not None and (v.startswith("sk-") or len(v) > 64):
+            raise ValueError("api_key_env is the NAME of an environment variable, never the key itself")
+        return v
+
+
 class StudentParams(Strict):
     model: str = Field(
         default="smollm2-135m-instruct",
@@ -145,6 +199,12 @@ class StudentParams(Strict):
         "with constrained actions only",
     )
     batch_size: int = Field(default=16, ge=1, description="episodes generated together (engine rows)")
+    backend: Literal["hf", "openai"] = Field(
+        default="hf",
+        description="hf: the student generates in the stage's process; openai: rollout/evaluate send its "
+        "turns to an OpenAI-compatible server (vLLM, `leap serve --student`), adapters addressed by name",
+    )
+    server: StudentServerParams = Field(default_factory=StudentServerParams)
 
 
 class TrainParams(Strict):
@@ -153,6 +213,12 @@ class TrainParams(Strict):
         default="previous", description="start iteration i from the base model or from adapter i-1"
     )
     epochs: float = Field(default=2.0, gt=0)
+    iteration_epochs: float | None = Field(
+        default=None,
+        gt=0,
+        description="epochs of iterations 1.. (null: train.epochs); BC starts from the base model and "
+        "needs more than an iteration that continues from the previous adapter",
+    )
     learning_rate: float = Field(default=3e-4, gt=0)
     batch_size: int = Field(default=8, ge=1)
     grad_accum: int = Field(default=1, ge=1)
@@ -166,6 +232,16 @@ class TrainParams(Strict):
     beta: float = Field(default=0.1, gt=0, description="DPO/KTO temperature")
     max_examples: int | None = Field(default=None, ge=1, description="cap (newest kept) for quick runs")
     seed: int = 0
+    launcher: Literal["none", "accelerate"] = Field(
+        default="none",
+        description="accelerate: the train stage runs under `accelerate launch` (DDP or FSDP, as the config "
+        "says) on num_processes devices, keeping the effective batch of batch_size x grad_accum",
+    )
+    num_processes: int | None = Field(default=None, ge=1, description="null: the accelerate config's")
+    accelerate_config: str | None = Field(
+        default=None,
+        description="an accelerate config file; null: accelerate/ddp.yaml (GPUs) or cpu-ddp.yaml (CPU)",
+    )
 
 
 class TeacherPromptParams(Strict):

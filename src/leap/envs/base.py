@@ -26,6 +26,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import logging
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,6 +241,34 @@ def _section(env_params: Any, name: str) -> BaseModel:
 def make_env(name: str, env_params: Any) -> Environment:
     """A new environment ``name`` configured by the `env` section of params.yaml."""
     return spec(name).env(_section(env_params, name), int(env_params.horizon))
+
+
+@dataclass(frozen=True)
+class EnvMaker:
+    """A picklable factory of environment ``name``: what a worker process calls to build its own
+    environment. ``make`` is the registered factory where it pickles by reference (a module-level class
+    or function, or a ``"module:attribute"`` string); None (a lambda, say): the worker finds the
+    registration by name itself, as a stage does (``leap.envs.<name>`` or an entry point)."""
+
+    name: str
+    make: EnvFactory | str | None
+    section: BaseModel
+    horizon: int
+
+    def __call__(self) -> Environment:
+        if self.make is None:
+            return spec(self.name).env(self.section, self.horizon)
+        return _load(self.make)(self.section, self.horizon)
+
+
+def env_maker(name: str, env_params: Any) -> EnvMaker:
+    """:func:`make_env` as a picklable :class:`EnvMaker` (for environments in worker processes)."""
+    make: EnvFactory | str | None = spec(name).make_env
+    try:
+        pickle.dumps(make)
+    except Exception:
+        make = None
+    return EnvMaker(name, make, _section(env_params, name), int(env_params.horizon))
 
 
 def make_task_source(name: str, env_params: Any, seed: int) -> TaskSource:

@@ -11,7 +11,7 @@ from leap.io import write_json, write_jsonl
 from leap.metrics import outcomes, summarize
 from leap.records import EvalResult, Trajectory
 from leap.stages.common import finish_journal, inputs_key, load_tasks, seed_everything
-from leap.stages.episodes import run_with_journal, student_policy
+from leap.stages.episodes import close_policy, run_with_journal, student_policy
 
 
 def evaluate_policy(
@@ -37,7 +37,10 @@ def run(params: Params, iteration: int) -> dict[str, EvalResult]:
     policy = student_policy(params, iteration)
     out = paths.eval_trajs(iteration)
     deps = [paths.tasks(s) for s in params.env.eval_splits] + [paths.model(iteration)]
-    trajs, results = evaluate_policy(params, policy, iteration, out, inputs_key(params, *deps))
+    try:
+        trajs, results = evaluate_policy(params, policy, iteration, out, inputs_key(params, *deps))
+    finally:
+        close_policy(policy)
     write_jsonl(out, trajs)
     write_json(paths.eval_metrics(iteration), {s: r.model_dump(mode="json") for s, r in results.items()})
     write_json(paths.outcomes(f"iter_{iteration}"), outcomes(trajs))

@@ -7,7 +7,7 @@ from leap.config import Params
 from leap.io import write_jsonl
 from leap.metrics import summarize
 from leap.stages.common import finish_journal, inputs_key, load_tasks, seed_everything
-from leap.stages.episodes import run_with_journal, student_policy
+from leap.stages.episodes import close_policy, run_with_journal, student_policy
 
 
 def run(params: Params, iteration: int) -> dict[str, float]:
@@ -20,7 +20,12 @@ def run(params: Params, iteration: int) -> dict[str, float]:
     policy = student_policy(params, prev)
     out = paths.rollouts(iteration)
     key = inputs_key(params, paths.tasks("train"), paths.model(prev))
-    trajs = run_with_journal(out, tasks, policy, params, iteration=prev, desc=f"rollout@{iteration}", key=key)
+    try:
+        trajs = run_with_journal(
+            out, tasks, policy, params, iteration=prev, desc=f"rollout@{iteration}", key=key
+        )
+    finally:
+        close_policy(policy)
     write_jsonl(out, trajs)
     finish_journal(out)
     r = summarize(trajs, policy=policy.policy_id, iteration=prev, split="train")

@@ -20,17 +20,36 @@ def run(params: Params, iteration: int) -> dict[str, Any]:
     init = None
     if iteration > 0 and params.train.init_from == "previous":
         init = paths.model(params.loop.iterations[iteration])
+    train_cfg = params.train
+    if iteration > 0 and train_cfg.iteration_epochs is not None:
+        train_cfg = train_cfg.model_copy(update={"epochs": train_cfg.iteration_epochs})
     # Behaviour cloning has no rejected steps: iteration 0 is always SFT (as in the paper), and does
     # not read train.method, so the update-method ablation shares one BC student (DVC's run cache).
     method = "sft" if iteration == 0 else None
-    res = train_adapter(
-        examples,
-        params.student,
-        params.train,
-        out_dir=paths.model(iteration),
-        init_adapter=init,
-        progress=True,
-        method=method,
-    )
+    launcher = (params.train.launcher, params.train.num_processes, params.train.accelerate_config)
+    if launcher[0] == "accelerate":
+        from leap.training.launch import launch
+
+        if method is not None:
+            train_cfg = train_cfg.model_copy(update={"method": method})
+        res = launch(
+            paths.train_set(iteration),
+            params.student,
+            train_cfg,
+            paths.model(iteration),
+            init_adapter=init,
+            config=launcher[2],
+            num_processes=launcher[1],
+        )
+    else:
+        res = train_adapter(
+            examples,
+            params.student,
+            train_cfg,
+            out_dir=paths.model(iteration),
+            init_adapter=init,
+            progress=True,
+            method=method,
+        )
     write_json(paths.stage_metrics("train", iteration), res)
     return res

@@ -16,7 +16,60 @@ from leap.students.prompting import build_messages
 REASON_PREFIX = "Reason:"  # every answer starts with it: forced, so the model spends no step on it
 
 
-class StudentPolicy:
+def student_engine(model: Any, tokenizer: Any, params: StudentParams, *, seed: int | None = None) -> Engine:
+    """The engine a student generates with (in-process, or behind `leap serve --student`)."""
+    return Engine(
+        model,
+        tokenizer,
+        max_rows=params.batch_size,
+        max_reason_tokens=params.max_new_tokens,
+        max_action_tokens=params.max_new_tokens,
+        temperature=params.temperature,
+        seed=seed,
+    )
+
+
+class StudentTurns:
+    """What a student's turn is, wherever it is generated: the prompt (token ids of the episode as a
+    chat, ending with the forced ``Reason:``), the request (admissible actions, banned repeats) and
+    the parsed, repaired answer. :class:`StudentPolicy` generates in-process;
+    :class:`leap.students.remote.RemoteStudentPolicy` sends the same requests to a server."""
+
+    params: StudentParams
+    tokenizer: Any
+    repair: bool
+    snap_threshold: float
+
+    def prompt_ids(self, messages: list[Message]) -> list[int]:
+        """Token ids of the chat so far, ending with the assistant header and the forced prefix."""
+        text = self.tokenizer.apply_chat_template(
+            [m.model_dump() for m in messages], tokenize=False, add_generation_prompt=True
+        )
+        return list(self.tokenizer(text + REASON_PREFIX, add_special_tokens=False)["input_ids"])
+
+    def request(self, ctx: StepContext) -> Request:
+        actions = (
+            ctx.admissible_actions if self.params.constrained_actions and ctx.admissible_actions else None
+        )
+        banned: list[str] = []
+        if actions and self.params.avoid_noop_repeat and ctx.history and not ctx.history[-1].valid:
+            banned = [ctx.history[-1].action]
+        return Request(self.prompt_ids(build_messages(ctx, self.params)), actions=actions, banned=banned)
+
+    def _output(self, ctx: StepContext, text: str) -> PolicyOutput:
+        reason, action, ok = parse_completion(text)
+        meta: dict[str, Any] = {}
+        if ok and self.repair and ctx.admissible_actions:
+            fixed = snap_action(action, ctx.admissible_actions, self.snap_threshold)
+            if fixed is not None:
+                meta = {"repaired": True, "original_action": action}
+                action = fixed
+        return PolicyOutput(
+            reason=reason, action=action if ok else "", raw_output=text, parse_ok=ok, meta=meta
+        )
+
+
+class StudentPolicy(StudentTurns):
     """A (LoRA-adapted) causal LM acting from student-visible context only.
 
     Model output never raises: an unparsable answer gives ``parse_ok=False`` and action ""
@@ -51,31 +104,7 @@ class StudentPolicy:
             model, tokenizer = load_student(model_params, adapter_dir)
         self.model = model
         self.tokenizer = tokenizer
-        self.engine = Engine(
-            model,
-            tokenizer,
-            max_rows=model_params.batch_size,
-            max_reason_tokens=model_params.max_new_tokens,
-            max_action_tokens=model_params.max_new_tokens,
-            temperature=model_params.temperature,
-            seed=seed,
-        )
-
-    def prompt_ids(self, messages: list[Message]) -> list[int]:
-        """Token ids of the chat so far, ending with the assistant header and the forced prefix."""
-        text = self.tokenizer.apply_chat_template(
-            [m.model_dump() for m in messages], tokenize=False, add_generation_prompt=True
-        )
-        return self.engine.encode(text + REASON_PREFIX)
-
-    def request(self, ctx: StepContext) -> Request:
-        actions = (
-            ctx.admissible_actions if self.params.constrained_actions and ctx.admissible_actions else None
-        )
-        banned: list[str] = []
-        if actions and self.params.avoid_noop_repeat and ctx.history and not ctx.history[-1].valid:
-            banned = [ctx.history[-1].action]
-        return Request(self.prompt_ids(build_messages(ctx, self.params)), actions=actions, banned=banned)
+        self.engine = student_engine(model, tokenizer, model_params, seed=seed)
 
     def act(self, contexts: list[StepContext]) -> list[PolicyOutput]:
         if not contexts:
@@ -84,15 +113,3 @@ class StudentPolicy:
         return [
             self._output(ctx, REASON_PREFIX + c.text) for ctx, c in zip(contexts, completions, strict=True)
         ]
-
-    def _output(self, ctx: StepContext, text: str) -> PolicyOutput:
-        reason, action, ok = parse_completion(text)
-        meta: dict[str, Any] = {}
-        if ok and self.repair and ctx.admissible_actions:
-            fixed = snap_action(action, ctx.admissible_actions, self.snap_threshold)
-            if fixed is not None:
-                meta = {"repaired": True, "original_action": action}
-                action = fixed
-        return PolicyOutput(
-            reason=reason, action=action if ok else "", raw_output=text, parse_ok=ok, meta=meta
-        )

@@ -194,6 +194,24 @@ def serve(
             help="NAME of an env var whose value clients must send as Bearer token (recommended off loopback)"
         ),
     ] = None,
+    student: Annotated[
+        bool,
+        typer.Option(
+            "--student",
+            help="serve MODEL as the student (POST /v1/completions with token-id prompts and the student's "
+            "constrained actions; LoRA adapters by name), for student.backend: openai",
+        ),
+    ] = False,
+    lora_modules: Annotated[
+        list[str] | None,
+        typer.Option(help="--student: NAME=PATH of an adapter served as model NAME (repeatable, as vLLM's)"),
+    ] = None,
+    student_config: Annotated[
+        str | None, typer.Option(help="--student: the student section as JSON (params.yaml's student)")
+    ] = None,
+    batch_window_ms: Annotated[
+        float, typer.Option(help="--student: how long a request waits for others to batch with")
+    ] = 20.0,
 ) -> None:
     """Serve a local HF model over an OpenAI-compatible API."""
     import uvicorn
@@ -205,6 +223,19 @@ def serve(
             raise typer.BadParameter(
                 f"environment variable {api_key_env} is not set", param_hint="--api-key-env"
             )
+    if student or student_config:
+        _serve_student(
+            model,
+            host,
+            port,
+            gguf_file,
+            served_name,
+            student_config,
+            lora_modules or [],
+            batch_window_ms,
+            key,
+        )
+        return
     if not _is_loopback(host):
         log.warning(
             "binding %s: the model is reachable from the network%s",
@@ -223,3 +254,36 @@ def serve(
     name = served_name or model
     typer.echo(f"serving {name!r} at http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops)")
     uvicorn.run(create_app(chat, name, api_key=key), host=host, port=port, log_level="info")
+
+
+def _serve_student(
+    model: str,
+    host: str,
+    port: int,
+    gguf_file: str | None,
+    served_name: str | None,
+    student_config: str | None,
+    lora_modules: list[str],
+    batch_window_ms: float,
+    api_key: str | None,
+) -> None:
+    import json
+
+    import uvicorn
+
+    from leap.config import StudentParams
+    from leap.students.serve import StudentServer, create_student_app
+
+    cfg = json.loads(student_config) if student_config else {"model": model, "gguf_file": gguf_file}
+    params = StudentParams.model_validate(cfg)
+    adapters: dict[str, str] = {}
+    for spec in lora_modules:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise typer.BadParameter(f"{spec!r}: expected NAME=PATH", param_hint="--lora-modules")
+        adapters[name] = path
+    if not _is_loopback(host):
+        log.warning("binding %s: the student is reachable from the network", host)
+    server = StudentServer(params, adapters, served_name=served_name, window_s=batch_window_ms / 1000)
+    typer.echo(f"serving the student {server.models} at http://{host}:{port}/v1 (Ctrl-C stops)")
+    uvicorn.run(create_student_app(server, api_key=api_key), host=host, port=port, log_level="warning")

@@ -2,26 +2,23 @@
 teach. Runs instantly; used by tests (including the test that LEAP learns) and as the template for
 adding an environment (one package + one `register` call).
 
-A key is hidden in one of ``n_boxes`` boxes; with the key, "open door" wins. Two visible cues lead
-to it:
-
-- in a share ``cue_rate`` of the rooms, a smell gives the key's box away ("A smell of mint hangs in
-  the air": mint means box 2, the same in every room, to be learned); elsewhere the air "smells of
-  nothing in particular" and the first box is a guess;
-- opening an empty box makes the key jingle ("The key jingles in box 4.").
+A key is hidden in one of ``n_boxes`` boxes; with the key, "open door" wins. In a share ``cue_rate``
+of the rooms a smell gives the key's box away ("A smell of mint hangs in the air": mint means box 2,
+the same in every room, to be learned); elsewhere the air "smells of nothing in particular" and the
+first box is a guess. Opening a wrong box springs a trap: the key drops through a trapdoor, and only
+"pull lever" (admissible from then on) brings it back.
 
 The key's box is the privileged state. The privileged expert opens it at once, so its
-demonstrations never show an empty box: behaviour cloning learns the smells but never sees a
-jingle, and after a wrong guess it is in a state its demonstrations never covered. The teacher's
-corrections there (follow the jingle) are realizable from what the student sees: that is what
-DAgger-style correction adds over cloning. (Its first guess in a room without a smell is not
-realizable, but it is uniform, so it biases nothing.)
+demonstrations never spring the trap: behaviour cloning learns the smells but has never seen the
+lever, and after a wrong guess it is in a state its demonstrations never covered. The teacher's
+corrections there (the trap is visible: pull the lever) are realizable from what the student sees:
+that is what DAgger-style correction adds over cloning. (Its first guess in a room without a smell
+is not realizable, but it is uniform, so it biases nothing.)
 """
 
 from __future__ import annotations
 
 import random
-import re
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +30,8 @@ from leap.records import PrivilegedState, StepLabel, Task
 SCENTS = ("pine", "mint", "rose", "lemon", "sage", "cedar", "smoke", "honey")  # box k smells of SCENTS[k-1]
 INSTRUCTION = "Your task is to: find the key and open the door."
 NO_SMELL = "The air smells of nothing in particular."
+TRAP = "Click: a trapdoor opens and the key drops through it."
+LEVER = "pull lever"
 
 
 def _box_of(task: Task) -> int:
@@ -47,9 +46,12 @@ class ToyEnv:
         self.task: Task | None = None
         self.opened: set[int] = set()
         self.has_key = False
+        self.trapped = False  # the key fell through the trapdoor
 
     def _admissible(self) -> list[str]:
         acts = [f"open box {b}" for b in range(1, self.n_boxes + 1) if b not in self.opened]
+        if self.trapped and not self.has_key:
+            acts.append(LEVER)
         if self.has_key:
             acts.append("open door")
         return acts
@@ -57,8 +59,8 @@ class ToyEnv:
     def _info(self, valid: bool = True, won: bool = False) -> dict[str, Any]:
         assert self.task is not None
         box = _box_of(self.task)
-        secrets = [] if box in self.opened else [f"key is in box {box}"]
-        expert = "open door" if self.has_key else f"open box {box}"
+        secrets = [] if box in self.opened or self.trapped else [f"key is in box {box}"]
+        expert = "open door" if self.has_key else LEVER if self.trapped else f"open box {box}"
         return {
             "admissible_actions": self._admissible(),
             "valid_action": valid,
@@ -68,7 +70,7 @@ class ToyEnv:
         }
 
     def reset(self, task: Task, *, seed: int | None = None) -> tuple[str, dict[str, Any]]:
-        self.task, self.opened, self.has_key = task, set(), False
+        self.task, self.opened, self.has_key, self.trapped = task, set(), False, False
         n = self.n_boxes
         scent_box = task.spec.get("scent_box")
         air = f"A smell of {SCENTS[int(scent_box) - 1]} hangs in the air." if scent_box else NO_SMELL
@@ -82,6 +84,10 @@ class ToyEnv:
         a = action.strip().lower()
         if a == "open door" and self.has_key:
             return "You unlock the door with the key. You are free!", 1.0, True, False, self._info(won=True)
+        if a == LEVER and self.trapped and not self.has_key:
+            self.has_key = True
+            obs = "You pull the lever and a hatch opens. Inside is a key; you take it."
+            return obs, 0.0, False, False, self._info()
         if a.startswith("open box "):
             try:
                 b = int(a.removeprefix("open box "))
@@ -89,12 +95,13 @@ class ToyEnv:
                 b = -1
             if 1 <= b <= self.n_boxes and b not in self.opened:
                 self.opened.add(b)
-                key = _box_of(self.task)
-                if b == key:
+                if b == _box_of(self.task) and not self.trapped:
                     self.has_key = True
                     return f"You open box {b}. Inside is a key; you take it.", 0.0, False, False, self._info()
-                obs = f"You open box {b}. It is empty. The key jingles in box {key}."
-                return obs, 0.0, False, False, self._info()
+                if self.trapped or self.has_key:
+                    return f"You open box {b}. It is empty.", 0.0, False, False, self._info()
+                self.trapped = True
+                return f"You open box {b}. It is empty. {TRAP}", 0.0, False, False, self._info()
         return "Nothing happens.", 0.0, False, False, self._info(valid=False)
 
     def close(self) -> None:
@@ -142,19 +149,14 @@ class ToyTasks:
         )
 
 
-_JINGLE = re.compile(r"The key jingles in box (\d+)\.")
-
-
-def _visible_lead(ctx: StepContext) -> tuple[int, str] | None:
-    """The box the latest cue points to, and the reason a student could give for opening it."""
+def _visible_lead(ctx: StepContext) -> tuple[str, str] | None:
+    """The action the visible cues point to, and the reason a student could give for it."""
     texts = [s.observation for s in ctx.history] + [ctx.observation]
-    for text in reversed(texts):  # the newest cue wins: a jingle overrides the smell
-        m = _JINGLE.search(text)
-        if m:
-            return int(m.group(1)), "I follow the jingle."
+    if any(TRAP in t for t in texts):
+        return LEVER, "The key fell through the trapdoor, so I pull the lever."
     for k, scent in enumerate(SCENTS, start=1):
         if f"smell of {scent} " in texts[0]:
-            return k, "I follow the smell."
+            return f"open box {k}", "I follow the smell."
     return None
 
 
@@ -165,15 +167,16 @@ def oracle(ctx: StepContext, student: StepLabel | None, level: int) -> StepLabel
         return StepLabel(reason="I have the key, so I open the door.", action="open door")
     lead = _visible_lead(ctx)
     if level == 0 or not ctx.privileged:  # nothing privileged is read on this path
-        if lead and f"open box {lead[0]}" in admissible:
-            return StepLabel(reason=lead[1], action=f"open box {lead[0]}")
+        if lead and lead[0] in admissible:
+            return StepLabel(reason=lead[1], action=lead[0])
         nxt = admissible[0] if admissible else "open box 1"
         return StepLabel(reason="I have no lead, so I guess a box.", action=nxt)
     action = ctx.privileged["expert_action"]
-    box = int(action.removeprefix("open box "))
-    if level >= 4:
-        return StepLabel(reason=f"The key is in box {box}, so I open it.", action=action)
-    if lead and lead[0] == box:  # the visible cue agrees with the privileged fact: say the cue
+    if level >= 4 and action.startswith("open box "):
+        return StepLabel(
+            reason=f"The key is in box {action.removeprefix('open box ')}, so I open it.", action=action
+        )
+    if lead and lead[0] == action:  # the visible cue agrees with the privileged fact: say the cue
         return StepLabel(reason=lead[1], action=action)
     return StepLabel(reason="I have no lead, so I guess a box.", action=action)
 
