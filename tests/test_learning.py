@@ -1,7 +1,7 @@
 """LEAP learns, and the test can tell.
 
 On the toy environment (in some rooms a smell gives the key's box away; opening a wrong box springs
-a trap that only "pull lever" undoes, see ``leap.envs.toy``) a tiny model trained from scratch is
+a trap after which only "pull lever" gets out, see ``leap.envs.toy``) a tiny model trained from scratch is
 cloned from the privileged expert's demonstrations (BC), then improved by one LEAP iteration: roll
 out, privileged corrections, aggregate, train. The expert never opens a wrong box, so BC has never
 seen the trap and is lost after a wrong first guess; the corrections teach it to pull the lever.
@@ -24,7 +24,7 @@ from leap.io import read_jsonl
 from leap.records import Trajectory
 from tests.conftest import build_tiny_model
 
-MARGIN = 0.3  # success on `test`: LEAP iteration 1 minus BC (measured: 0.23 -> 1.00; no-op 0.23 -> 0.23)
+MARGIN = 0.3  # success on `test`: LEAP iteration 1 minus BC (measured, seeds 0-3: BC 0.20-0.37, LEAP 1.00)
 N_TEST = 60
 BC_EPOCHS = 6
 
@@ -36,9 +36,10 @@ def _toy_corpus() -> list[str]:
         "You are in a room with a locked door and 6 boxes (box 1 to box 6). Your task is to: find the key "
         "and open the door. You open box It is empty. Inside is a key; you take it. I have the key, so I "
         "open the door. Reason: Action: open box open door I have no lead, so I guess a box. "
-        "I follow the smell. The air smells of nothing in particular. The key fell through the trapdoor, so "
-        "I pull the lever. You pull the lever and a hatch opens. "
-        "Click: a trapdoor opens and the key drops through it. pull lever",
+        "I follow the smell. The air smells of nothing in particular. The key is gone, so I pull the lever. "
+        "You pull the lever. The door swings open. You are free! "
+        "Click: a trapdoor swallows the key. A lever sticks out of the wall. pull lever push lever "
+        "knock on door shout for help wait Nothing happens.",
     ]
     text += [f"A smell of {s} hangs in the air." for s in SCENTS]
     return text
@@ -50,7 +51,7 @@ def _params(model: Path) -> Params:
             "seed": 0,
             "env": {
                 "name": "toy",
-                "horizon": 3,  # a guess, the lever, the door: no time for a second guess
+                "horizon": 2,  # a guess and the lever (or the smell and the door): no time for a second guess
                 "eval_splits": ["valid", "test"],
                 "toy": {"n_boxes": 6, "cue_rate": 0.25, "n_train": 120, "n_valid": 20, "n_test": N_TEST},
             },
@@ -133,7 +134,7 @@ def test_leap_beats_bc_by_a_fixed_margin(bc_run: tuple[Path, dict], tmp_path: Pa
     trapped = [
         t
         for t in read_jsonl(tmp_path / "leap/data/iter_0/eval.jsonl", Trajectory)
-        if t.split == "test" and any("trapdoor opens" in s.observation for s in t.steps)
+        if t.split == "test" and any("trapdoor swallows" in s.observation for s in t.steps)
     ]
     assert trapped, "BC must spring the trap in some test rooms (else there is nothing to correct)"
     assert res["leap"] - res["bc"] >= MARGIN, res

@@ -5,8 +5,9 @@ adding an environment (one package + one `register` call).
 A key is hidden in one of ``n_boxes`` boxes; with the key, "open door" wins. In a share ``cue_rate``
 of the rooms a smell gives the key's box away ("A smell of mint hangs in the air": mint means box 2,
 the same in every room, to be learned); elsewhere the air "smells of nothing in particular" and the
-first box is a guess. Opening a wrong box springs a trap: the key drops through a trapdoor, and only
-"pull lever" (admissible from then on) brings it back.
+first box is a guess. Opening a wrong box springs a trap: the key is gone, but a lever appears, and
+"pull lever" opens the door (also admissible from then on, and useless: "push lever", "knock on
+door", "shout for help", "wait").
 
 The key's box is the privileged state. The privileged expert opens it at once, so its
 demonstrations never spring the trap: behaviour cloning learns the smells but has never seen the
@@ -30,8 +31,9 @@ from leap.records import PrivilegedState, StepLabel, Task
 SCENTS = ("pine", "mint", "rose", "lemon", "sage", "cedar", "smoke", "honey")  # box k smells of SCENTS[k-1]
 INSTRUCTION = "Your task is to: find the key and open the door."
 NO_SMELL = "The air smells of nothing in particular."
-TRAP = "Click: a trapdoor opens and the key drops through it."
+TRAP = "Click: a trapdoor swallows the key. A lever sticks out of the wall."
 LEVER = "pull lever"
+DISTRACTIONS = ("push lever", "knock on door", "shout for help", "wait")  # admissible after the trap, useless
 
 
 def _box_of(task: Task) -> int:
@@ -51,7 +53,7 @@ class ToyEnv:
     def _admissible(self) -> list[str]:
         acts = [f"open box {b}" for b in range(1, self.n_boxes + 1) if b not in self.opened]
         if self.trapped and not self.has_key:
-            acts.append(LEVER)
+            acts += [LEVER, *DISTRACTIONS]
         if self.has_key:
             acts.append("open door")
         return acts
@@ -84,10 +86,11 @@ class ToyEnv:
         a = action.strip().lower()
         if a == "open door" and self.has_key:
             return "You unlock the door with the key. You are free!", 1.0, True, False, self._info(won=True)
-        if a == LEVER and self.trapped and not self.has_key:
-            self.has_key = True
-            obs = "You pull the lever and a hatch opens. Inside is a key; you take it."
-            return obs, 0.0, False, False, self._info()
+        if a == LEVER and self.trapped:
+            obs = "You pull the lever. The door swings open. You are free!"
+            return obs, 1.0, True, False, self._info(won=True)
+        if a in DISTRACTIONS and self.trapped:
+            return "Nothing happens.", 0.0, False, False, self._info()
         if a.startswith("open box "):
             try:
                 b = int(a.removeprefix("open box "))
@@ -153,7 +156,7 @@ def _visible_lead(ctx: StepContext) -> tuple[str, str] | None:
     """The action the visible cues point to, and the reason a student could give for it."""
     texts = [s.observation for s in ctx.history] + [ctx.observation]
     if any(TRAP in t for t in texts):
-        return LEVER, "The key fell through the trapdoor, so I pull the lever."
+        return LEVER, "The key is gone, so I pull the lever."
     for k, scent in enumerate(SCENTS, start=1):
         if f"smell of {scent} " in texts[0]:
             return f"open box {k}", "I follow the smell."
