@@ -69,7 +69,7 @@ def main() -> None:
                 "n_valid": 0,
                 "n_test": 0,
                 "n_test_ood": 0,
-                "memory": True,
+                "memory": "unchecked",
             }
         params = Params.model_validate(over)
         src = make_task_source(args.env, params.env, params.seed)
