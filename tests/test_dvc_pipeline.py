@@ -17,13 +17,14 @@ from tests.test_pipeline import write_toy_params
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(cmd: list[str], cwd: Path) -> str:
+def run_cmd(cmd: list[str], cwd: Path, timeout: float = 900) -> str:
+    """Run a CLI command (dvc, leap) in ``cwd`` with this venv on PATH; its output, or a failed assert."""
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db",
     }
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, f"{cmd} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     return res.stdout + res.stderr
 
@@ -39,16 +40,16 @@ def dvc_repo(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> 
     # Stages depend on the code under src/: a copy keeps the test off the real checkout.
     shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
     write_toy_params(root / "params.yaml", tiny_model_dir)
-    _run(["git", "init", "-q"], root)
-    _run([sys.executable, "-m", "dvc", "init", "-q"], root)
-    _run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], root)
+    run_cmd(["git", "init", "-q"], root)
+    run_cmd([sys.executable, "-m", "dvc", "init", "-q"], root)
+    run_cmd([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], root)
     return root
 
 
 @pytest.mark.slow
 def test_repro_runs_all_then_nothing_then_only_what_changed(dvc_repo: Path) -> None:
     dvc = [sys.executable, "-m", "dvc"]
-    first = _ran(_run([*dvc, "repro"], dvc_repo))
+    first = _ran(run_cmd([*dvc, "repro"], dvc_repo))
     assert {
         "prepare",
         "demos",
@@ -63,7 +64,7 @@ def test_repro_runs_all_then_nothing_then_only_what_changed(dvc_repo: Path) -> N
         "report",
     } <= first
 
-    assert _ran(_run([*dvc, "repro"], dvc_repo)) == set()  # nothing changed: nothing re-runs
+    assert _ran(run_cmd([*dvc, "repro"], dvc_repo)) == set()  # nothing changed: nothing re-runs
 
     def changed_by(edit: dict) -> set[str]:
         params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
@@ -74,7 +75,7 @@ def test_repro_runs_all_then_nothing_then_only_what_changed(dvc_repo: Path) -> N
                 node = node[part]
             node[key] = value
         (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        status = _run([*dvc, "status"], dvc_repo)
+        status = run_cmd([*dvc, "status"], dvc_repo)
         return {
             line.strip().rstrip(":") for line in status.splitlines() if line and not line.startswith("\t")
         }

@@ -5,7 +5,6 @@ nothing (slow: a few minutes per variant on a 2-core CPU)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,20 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_dvc_pipeline import run_cmd
 from tests.test_pipeline import write_toy_params
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(cmd: list[str], cwd: Path) -> str:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db",
-    }
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=3600)
-    assert res.returncode == 0, f"{cmd} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return res.stdout + res.stderr
+    return run_cmd(cmd, cwd, timeout=3600)
 
 
 @pytest.mark.slow
