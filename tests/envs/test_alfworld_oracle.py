@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("alfworld")
 
 from leap.agent import StepContext
-from leap.envs.alfworld.belief import parse_goal
+from leap.envs.alfworld.belief import Belief, parse_goal
 from leap.envs.alfworld.engine import read_game
 from leap.envs.alfworld.env import AlfworldEnv
 from leap.envs.alfworld.oracle import alfworld_oracle
@@ -115,3 +115,36 @@ def test_parse_goal_reads_every_template():
             assert goal.obj == "apple"
             target = goal.toggle if task_type == "look_at_obj_in_light" else goal.recep
             assert target in ("desklamp", "countertop")
+
+
+def test_ranked_memory_lists_the_level0_search_order(tasks):
+    """`memory: ranked` ends every observation (the first too) with the unchecked receptacles in the
+    order λ0 searches them, so each λ0 search step goes to the first one listed; and the line does not
+    change what the oracle believes (it reads the engine's text only)."""
+    ranked = AlfworldEnv(memory="ranked")
+    plain = AlfworldEnv()
+    prefix = "\nNot checked yet, likeliest first: "
+    try:
+        for task in tasks:
+            ep = play_oracle(ranked, task, 0, horizon=30)
+            assert ep.won, task.task_id
+            assert ep.labels == play_oracle(plain, task, 0, horizon=30).labels, task.task_id
+            obs, _info = ranked.reset(task)
+            goal = parse_goal(task.instruction, task.category)
+            belief = Belief()
+            belief.observe(obs)
+            searched = 0
+            for label in ep.labels:
+                assert prefix in obs, obs
+                listed = obs.rpartition(prefix)[2].rstrip(".").split(", ")
+                # searching: for the object (nothing held) or, holding it, for the lamp
+                search = belief.held is None or (goal.task_type == "look_at_obj_in_light" and belief.held)
+                if search and label.action.startswith("go to ") and label.action[6:] in listed:
+                    assert label.action[6:] == listed[0], (task.task_id, label, obs)
+                    searched += 1
+                obs, *_ = ranked.step(label.action)
+                belief.apply(label.action, obs)
+            assert searched >= 1, task.task_id
+    finally:
+        ranked.close()
+        plain.close()

@@ -36,19 +36,59 @@ LAMP_HOLDERS = ("desk", "sidetable", "dresser", "shelf", "nightstand")
 _CONTENTS = re.compile(r"(?:On the (.+?), you see|The (.+?) is open\. In it, you see) (.*?)\.(?:\s|$)")
 # The optional memory line the environment may append to an observation (env.alfworld.memory): what
 # the agent has looked into so far, from what it was shown. Nothing in it is hidden.
-MEMORY_PREFIXES = {"checked": "Checked so far: ", "unchecked": "Not checked yet: "}
+MEMORY_PREFIXES = {
+    "checked": "Checked so far: ",
+    "unchecked": "Not checked yet: ",
+    "ranked": "Not checked yet, likeliest first: ",
+}
 
 
-def memory_line(b: Belief, kind: str) -> str:
+def memory_line(b: Belief, kind: str, goal: Goal | None = None) -> str:
     """``checked``: the receptacles whose contents the agent has seen, in the order it first saw them;
     ``unchecked``: the room's receptacles whose contents it has not seen yet (closed ones stay until
-    opened). "" where there is nothing to say."""
+    opened); ``ranked``: the same, in the order common sense would search them for what ``goal``
+    still needs (:func:`search_order`). "" where there is nothing to say."""
     if kind == "checked":
         return MEMORY_PREFIXES[kind] + ", ".join(b.contents) + "." if b.contents else ""
-    if kind == "unchecked":
-        rest = [r for r in b.receptacles if not b.visited(r)]
+    if kind in ("unchecked", "ranked"):
+        if kind == "ranked" and goal is not None:
+            rest = [r for group in search_order(b, goal) for r in group]
+        else:
+            rest = [r for r in b.receptacles if not b.visited(r)]
         return MEMORY_PREFIXES[kind] + (", ".join(rest) if rest else "nothing") + "."
     return ""
+
+
+def num_key(name: str) -> tuple[str, int]:
+    """ "drawer 10" sorts after "drawer 2"."""
+    cls, _, num = name.rpartition(" ")
+    return (cls, int(num)) if num.isdigit() else (name, 0)
+
+
+def explore_groups(b: Belief, avoid: str, prefer: frozenset[str]) -> list[list[str]]:
+    """Unchecked receptacles, grouped by how plausible the prior finds them (best group first): classes
+    in ``prefer`` before the others, open surfaces before closed containers, ``avoid`` (the goal's own
+    receptacle class) last; by name within a group."""
+    cands = sorted((r for r in b.receptacles if not b.visited(r)), key=num_key)
+    groups: dict[tuple[bool, bool, bool], list[str]] = {}
+    for r in cands:
+        c = cls_of(r)
+        groups.setdefault((c == avoid, c not in prefer, c in openable_classes()), []).append(r)
+    return [groups[k] for k in sorted(groups)]
+
+
+def looking_for(b: Belief, goal: Goal) -> str:
+    """What a search would be for now: the lamp once a look-at task's object is held, else the object."""
+    if goal.task_type == "look_at_obj_in_light" and goal.toggle and b.held and cls_of(b.held) == goal.obj:
+        return goal.toggle
+    return goal.obj
+
+
+def search_order(b: Belief, goal: Goal) -> list[list[str]]:
+    """:func:`explore_groups` for what the goal still needs (the λ0 oracle searches in this order)."""
+    what = looking_for(b, goal)
+    prefer = frozenset(LAMP_HOLDERS) if what == goal.toggle and goal.toggle else likely_receptacles(what)
+    return explore_groups(b, goal.recep, prefer)
 
 
 def strip_memory(text: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from leap.envs.alfworld.belief import Belief, memory_line
+from leap.envs.alfworld.belief import Belief, Goal, memory_line, parse_goal
 from leap.envs.alfworld.engine import Engine, World, read_game, world_from_facts
 from leap.envs.alfworld.expert import TaskParams, next_action
 from leap.envs.base import EnvError
@@ -61,6 +61,7 @@ class AlfworldEnv:
         self._engine = Engine()
         self._memory = memory
         self._belief = Belief()
+        self._goal: Goal | None = None
         self._task_params: dict[str, TaskParams] = {}
         self._game_file: str | None = None
         self._task: TaskParams | None = None
@@ -83,7 +84,12 @@ class AlfworldEnv:
         obs = clean_intro(state["feedback"])
         self._belief = Belief()
         self._belief.observe(obs)
-        return obs, self._info(state, valid=True)
+        self._goal = parse_goal(task.instruction, task.category)
+        info = self._info(state, valid=True)
+        # The ranked line helps from the first step; the plain lists would only repeat the room.
+        if self._memory == "ranked" and (line := memory_line(self._belief, self._memory, self._goal)):
+            obs = f"{obs}\n{line}"
+        return obs, info
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self._task is None:
@@ -96,7 +102,7 @@ class AlfworldEnv:
         info = self._info(state, valid=valid, feedback=feedback, command=command)
         reward = 1.0 if self._won else 0.0
         self._belief.apply(command, feedback)
-        if line := memory_line(self._belief, self._memory):
+        if line := memory_line(self._belief, self._memory, self._goal):
             feedback = f"{feedback}\n{line}"
         return feedback, reward, self._won, False, info
 

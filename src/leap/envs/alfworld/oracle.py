@@ -37,7 +37,9 @@ from leap.envs.alfworld.belief import (
     Goal,
     build_belief,
     cls_of,
+    explore_groups,
     likely_receptacles,
+    num_key,
     openable_classes,
     parse_goal,
 )
@@ -55,26 +57,7 @@ class Decision:
     args: dict[str, str] = field(default_factory=dict)
 
 
-def _num_key(name: str) -> tuple[str, int]:
-    cls, _, num = name.rpartition(" ")
-    return (cls, int(num)) if num.isdigit() else (name, 0)
-
-
 # ---------------------------------------------------------------- the visible (λ0) policy
-
-
-def _explore_key(recep: str, avoid: str, prefer: frozenset[str]) -> tuple[int, int, int]:
-    c = cls_of(recep)
-    return (c == avoid, c not in prefer, c in openable_classes())
-
-
-def explore_groups(b: Belief, avoid: str, prefer: frozenset[str]) -> list[list[str]]:
-    """Unchecked receptacles, grouped by how plausible the prior finds them (best group first)."""
-    cands = sorted((r for r in b.receptacles if not b.visited(r)), key=_num_key)
-    groups: dict[tuple[int, int, int], list[str]] = {}
-    for r in cands:
-        groups.setdefault(_explore_key(r, avoid, prefer), []).append(r)
-    return [groups[k] for k in sorted(groups)]
 
 
 def _explore(b: Belief, goal: Goal, looking_for: str, pick: str | None = None) -> Decision:
@@ -82,7 +65,7 @@ def _explore(b: Belief, goal: Goal, looking_for: str, pick: str | None = None) -
         return Decision(f"open {b.at}", "open_explore", {"recep": b.at, "what": looking_for})
     lamp = bool(goal.toggle) and looking_for == goal.toggle
     prefer = frozenset(LAMP_HOLDERS) if lamp else likely_receptacles(looking_for)
-    groups = explore_groups(b, goal.recep, prefer)
+    groups = explore_groups(b, goal.recep, prefer)  # the order of env.alfworld.memory: ranked
     if not groups:
         return Decision("look", "generic")
     recep = pick if pick in groups[0] else groups[0][0]
@@ -98,7 +81,7 @@ def _fetch(b: Belief, goal: Goal, pick: str | None = None) -> Decision:
         known = [(o, r) for o, r in known if cls_of(r) != goal.recep]
     if known:
         here = [(o, r) for o, r in known if r == b.at]
-        obj, recep = (here or sorted(known, key=lambda x: (_num_key(x[1]), _num_key(x[0]))))[0]
+        obj, recep = (here or sorted(known, key=lambda x: (num_key(x[1]), num_key(x[0]))))[0]
         if recep == b.at:
             return Decision(f"take {obj} from {recep}", "take", {"obj": obj, "recep": recep})
         return Decision(f"go to {recep}", "goto_known", {"obj": obj, "recep": recep})
@@ -106,7 +89,7 @@ def _fetch(b: Belief, goal: Goal, pick: str | None = None) -> Decision:
 
 
 def _deliver(b: Belief, goal: Goal, held: str) -> Decision:
-    parents = sorted((r for r in b.receptacles if cls_of(r) == goal.recep), key=_num_key)
+    parents = sorted((r for r in b.receptacles if cls_of(r) == goal.recep), key=num_key)
     if not parents:
         return Decision("look", "generic")
     target = b.at if b.at in parents else parents[0]
@@ -128,7 +111,7 @@ def decide_visible(goal: Goal, b: Belief, pick: str | None = None) -> Decision:
     if goal.task_type == LOOK:
         if not held:
             return _fetch(b, goal, pick)
-        lamps = sorted(b.lamps.items(), key=lambda x: (x[1] != b.at, _num_key(x[0])))
+        lamps = sorted(b.lamps.items(), key=lambda x: (x[1] != b.at, num_key(x[0])))
         if lamps:
             lamp, recep = lamps[0]
             if recep == b.at:
@@ -138,7 +121,7 @@ def decide_visible(goal: Goal, b: Belief, pick: str | None = None) -> Decision:
     if held and goal.task_type in APPLIANCE:
         appliance, verb = APPLIANCE[goal.task_type]
         if verb not in b.processed.get(held, set()):
-            apps = sorted((r for r in b.receptacles if cls_of(r) == appliance), key=_num_key)
+            apps = sorted((r for r in b.receptacles if cls_of(r) == appliance), key=num_key)
             if not apps:
                 return Decision("look", "generic")
             app = b.at if b.at in apps else apps[0]
@@ -158,7 +141,7 @@ def make_admissible(d: Decision, goal: Goal, b: Belief, admissible: set[str]) ->
     if d.action.startswith("go to ") and f"examine {d.action[6:]}" in admissible:
         return Decision(f"examine {d.action[6:]}", d.kind, d.args)
     gos = (a for a in admissible if a.startswith("go to ") and not b.visited(a[6:]))
-    unchecked = sorted(gos, key=_num_key)
+    unchecked = sorted(gos, key=num_key)
     if unchecked:
         recep = unchecked[0][len("go to ") :]
         prior = str(cls_of(recep) in likely_receptacles(goal.obj))
@@ -367,7 +350,7 @@ def _belief(ctx: StepContext) -> Belief:
     b = build_belief(obs, acts, ctx.observation)
     if not b.receptacles:  # history windowed away from the first observation: use the commands
         gos = [a[len("go to ") :] for a in ctx.admissible_actions or [] if a.startswith("go to ")]
-        b.receptacles = sorted(set(gos) | ({b.at} if b.at else set()), key=_num_key)
+        b.receptacles = sorted(set(gos) | ({b.at} if b.at else set()), key=num_key)
     return b
 
 
