@@ -18,6 +18,8 @@ import logging
 import math
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from leap import paths
 from leap.agent import StepContext
 from leap.config import Params
@@ -67,6 +69,24 @@ def summarize(corrs: list[Correction], teacher: list[Any], student: list[Any]) -
     return {**metrics, "by_category": by_cat}
 
 
+def waves(corrs: list[Correction], rows: int) -> list[list[int]]:
+    """Batches of indices into ``corrs``: one step of each of up to ``rows // 2`` trajectories (a
+    step is two rows: the student's and the teacher's), the same trajectories batch after batch in
+    step order. Each engine row then extends the episode it held in the batch before (prefix cache)
+    instead of recomputing its history: the steps of one trajectory in one batch would share
+    nothing, as no row holds a prefix of another row of its own batch."""
+    trajs: dict[tuple[str, int], list[int]] = {}
+    for k in sorted(range(len(corrs)), key=lambda k: corrs[k].step_index):
+        trajs.setdefault((corrs[k].task_id, corrs[k].iteration), []).append(k)
+    groups = list(trajs.values())
+    per_wave = max(1, rows // 2)
+    out: list[list[int]] = []
+    for w in range(0, len(groups), per_wave):
+        wave = groups[w : w + per_wave]
+        out += [[g[t] for g in wave if t < len(g)] for t in range(max(len(g) for g in wave))]
+    return out
+
+
 def run(params: Params, iteration: int) -> dict[str, float]:
     """Writes metrics/stages/realize_i.json; returns the (flat) metrics."""
     from leap.students.scoring import StepScorer
@@ -81,15 +101,22 @@ def run(params: Params, iteration: int) -> dict[str, float]:
     student_scores: list[Any] = []
     if corrs:
         scorer = StepScorer(params.student, adapter)
-        items: list[tuple[StepContext, StepLabel]] = []
-        for c in corrs:
-            ctx = StepContext(c.task(), c.history, c.observation, c.admissible_actions)
-            assert c.teacher is not None
-            # The student's own step first: it is the history of the episode's next correction,
-            # so the engine's prefix cache carries it over.
-            items += [(ctx, c.student), (ctx, c.teacher)]
-        scores = scorer.score(items)
-        student_scores, teacher_scores = scores[0::2], scores[1::2]
+        student_by: dict[int, Any] = {}
+        teacher_by: dict[int, Any] = {}
+        with tqdm(total=len(corrs), desc=f"realize@{iteration}", unit="step") as bar:
+            for batch in waves(corrs, params.student.batch_size):
+                items: list[tuple[StepContext, StepLabel]] = []
+                for k in batch:
+                    c = corrs[k]
+                    ctx = StepContext(c.task(), c.history, c.observation, c.admissible_actions)
+                    assert c.teacher is not None
+                    items += [(ctx, c.student), (ctx, c.teacher)]
+                scores = scorer.score(items)
+                for j, k in enumerate(batch):
+                    student_by[k], teacher_by[k] = scores[2 * j], scores[2 * j + 1]
+                bar.update(len(batch))
+        student_scores = [student_by[k] for k in range(len(corrs))]
+        teacher_scores = [teacher_by[k] for k in range(len(corrs))]
     m = summarize(corrs, teacher_scores, student_scores)
     write_json(paths.stage_metrics("realize", iteration), m)
     if corrs:
