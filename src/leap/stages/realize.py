@@ -87,6 +87,28 @@ def waves(corrs: list[Correction], rows: int) -> list[list[int]]:
     return out
 
 
+def score_corrections(
+    scorer: Any, corrs: list[Correction], batches: list[list[int]], desc: str | None = None
+) -> tuple[list[Any], list[Any]]:
+    """(student's, teacher's) step scores of every correction, scored batch by batch (``batches``:
+    indices into ``corrs``, e.g. :func:`waves`); ``desc``: show a progress bar."""
+    student_by: dict[int, Any] = {}
+    teacher_by: dict[int, Any] = {}
+    with tqdm(total=len(corrs), desc=desc, unit="step", disable=desc is None) as bar:
+        for batch in batches:
+            items: list[tuple[StepContext, StepLabel]] = []
+            for k in batch:
+                c = corrs[k]
+                assert c.teacher is not None
+                ctx = StepContext(c.task(), c.history, c.observation, c.admissible_actions)
+                items += [(ctx, c.student), (ctx, c.teacher)]
+            scores = scorer.score(items)
+            for j, k in enumerate(batch):
+                student_by[k], teacher_by[k] = scores[2 * j], scores[2 * j + 1]
+            bar.update(len(batch))
+    return [student_by[k] for k in range(len(corrs))], [teacher_by[k] for k in range(len(corrs))]
+
+
 def run(params: Params, iteration: int) -> dict[str, float]:
     """Writes metrics/stages/realize_i.json; returns the (flat) metrics."""
     from leap.students.scoring import StepScorer
@@ -101,22 +123,8 @@ def run(params: Params, iteration: int) -> dict[str, float]:
     student_scores: list[Any] = []
     if corrs:
         scorer = StepScorer(params.student, adapter)
-        student_by: dict[int, Any] = {}
-        teacher_by: dict[int, Any] = {}
-        with tqdm(total=len(corrs), desc=f"realize@{iteration}", unit="step") as bar:
-            for batch in waves(corrs, params.student.batch_size):
-                items: list[tuple[StepContext, StepLabel]] = []
-                for k in batch:
-                    c = corrs[k]
-                    ctx = StepContext(c.task(), c.history, c.observation, c.admissible_actions)
-                    assert c.teacher is not None
-                    items += [(ctx, c.student), (ctx, c.teacher)]
-                scores = scorer.score(items)
-                for j, k in enumerate(batch):
-                    student_by[k], teacher_by[k] = scores[2 * j], scores[2 * j + 1]
-                bar.update(len(batch))
-        student_scores = [student_by[k] for k in range(len(corrs))]
-        teacher_scores = [teacher_by[k] for k in range(len(corrs))]
+        batches = waves(corrs, params.student.batch_size)
+        student_scores, teacher_scores = score_corrections(scorer, corrs, batches, f"realize@{iteration}")
     m = summarize(corrs, teacher_scores, student_scores)
     write_json(paths.stage_metrics("realize", iteration), m)
     if corrs:

@@ -84,11 +84,16 @@ def looking_for(b: Belief, goal: Goal) -> str:
     return goal.obj
 
 
-def search_order(b: Belief, goal: Goal) -> list[list[str]]:
-    """:func:`explore_groups` for what the goal still needs (the λ0 oracle searches in this order)."""
-    what = looking_for(b, goal)
-    prefer = frozenset(LAMP_HOLDERS) if what == goal.toggle and goal.toggle else likely_receptacles(what)
-    return explore_groups(b, goal.recep, prefer)
+def search_order(b: Belief, goal: Goal, what: str | None = None) -> list[list[str]]:
+    """:func:`explore_groups` for ``what`` (default: what the goal still needs, :func:`looking_for`):
+    the λ0 oracle searches in this order, and the ``ranked`` memory line lists it."""
+    what = looking_for(b, goal) if what is None else what
+    return explore_groups(b, goal.recep, search_prior(goal, what))
+
+
+def search_prior(goal: Goal, what: str) -> frozenset[str]:
+    """Receptacle classes a search for ``what`` tries first (lamp holders for the goal's lamp)."""
+    return frozenset(LAMP_HOLDERS) if goal.toggle and what == goal.toggle else likely_receptacles(what)
 
 
 def strip_memory(text: str) -> str:

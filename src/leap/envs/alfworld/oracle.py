@@ -37,11 +37,12 @@ from leap.envs.alfworld.belief import (
     Goal,
     build_belief,
     cls_of,
-    explore_groups,
     likely_receptacles,
     num_key,
     openable_classes,
     parse_goal,
+    search_order,
+    search_prior,
 )
 from leap.envs.alfworld.env import normalize_action
 from leap.records import StepLabel
@@ -64,8 +65,8 @@ def _explore(b: Belief, goal: Goal, looking_for: str, pick: str | None = None) -
     if b.at and b.at in b.closed and not b.visited(b.at):
         return Decision(f"open {b.at}", "open_explore", {"recep": b.at, "what": looking_for})
     lamp = bool(goal.toggle) and looking_for == goal.toggle
-    prefer = frozenset(LAMP_HOLDERS) if lamp else likely_receptacles(looking_for)
-    groups = explore_groups(b, goal.recep, prefer)  # the order of env.alfworld.memory: ranked
+    prefer = search_prior(goal, looking_for)
+    groups = search_order(b, goal, looking_for)  # the order of env.alfworld.memory: ranked
     if not groups:
         return Decision("look", "generic")
     recep = pick if pick in groups[0] else groups[0][0]
