@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 pytest.importorskip("alfworld")
 
 from leap.agent import StepContext
-from leap.envs.alfworld.belief import Belief, parse_goal, shown_contents
+from leap.envs.alfworld.belief import Belief, parse_goal
 from leap.envs.alfworld.engine import read_game
 from leap.envs.alfworld.env import AlfworldEnv
-from leap.envs.alfworld.oracle import alfworld_oracle, seen_clause
+from leap.envs.alfworld.oracle import alfworld_oracle
 from leap.envs.alfworld.params import TASK_TYPES, AlfworldParams
 from leap.envs.alfworld.play import play_oracle
 from leap.envs.alfworld.tasks import AlfworldTasks
@@ -39,10 +37,6 @@ def env():
     e.close()
 
 
-# the grounding clause that starts a reason when the observation lists a receptacle's contents
-_SEEN = re.compile(r"^[A-Z][a-z]+ \d+ (?:is empty|holds .*?)\. ")
-
-
 def _leaks(reason: str, privileged: dict) -> list[str]:
     text = reason.lower()
     found = [s for s in privileged["secrets"] if s.lower() in text]
@@ -62,17 +56,13 @@ def test_oracle_levels(env, tasks):
             assert ep.won, (level, task.task_id, [(lab.action, lab.reason) for lab in ep.labels])
             lengths[level] = len(steps)
             for lab, priv in steps:
-                # a grounding clause (the listing) may come first; the decision is one short sentence
-                decision = _SEEN.sub("", lab.reason)
-                assert decision and len(decision.split()) <= 25, lab.reason
+                assert lab.reason and len(lab.reason.split()) <= 25, lab.reason
                 if level <= 2:
                     assert not _leaks(lab.reason, priv), (level, lab, priv)
             if level == 3:
                 assert any("likely" in lab.reason for lab, _ in steps), ep.labels
             if level == 4:  # every game starts with the target hidden
                 assert any(_leaks(lab.reason, priv) for lab, priv in steps), ep.labels
-            if level == 0:  # λ0 searches, so it sees listings and reads them out
-                assert any(_SEEN.match(lab.reason) for lab, _ in steps), ep.labels
         assert lengths[2] == lengths[3] == lengths[4] <= lengths[1] <= lengths[0], (task.task_id, lengths)
         assert lengths[4] == len(read_game(task.spec["game_file"])[0]["walkthrough"]), task.task_id
 
@@ -158,27 +148,3 @@ def test_ranked_memory_lists_the_level0_search_order(tasks):
     finally:
         ranked.close()
         plain.close()
-
-
-def test_seen_clause_reads_the_listing_out():
-    """The grounding clause names what the observation shows and whether the searched-for object is
-    among it; nothing when no contents are listed or the goal object is being carried to its target."""
-    goal = parse_goal("put a book in desk.")
-    b = Belief()
-    shelf = "On the shelf 3, you see a creditcard 1, a pen 2, and a cd 1."
-    assert shown_contents(shelf) == ("shelf 3", ["creditcard 1", "pen 2", "cd 1"])
-    assert seen_clause(shelf, goal, b) == "Shelf 3 holds creditcard 1, pen 2 and cd 1, but no book."
-    armchair = "On the armchair 1, you see a book 2."
-    assert seen_clause(armchair, goal, b) == "Armchair 1 holds book 2."
-    drawer = "You open the drawer 1. The drawer 1 is open. In it, you see nothing."
-    assert seen_clause(drawer, goal, b) == "Drawer 1 is empty."
-    assert seen_clause("You arrive at drawer 1. The drawer 1 is closed.", goal, b) == ""
-    # the ranked memory line is not a listing
-    ranked = "Nothing happens.\nNot checked yet, likeliest first: shelf 1, desk 1"
-    assert shown_contents(ranked) is None
-    carrying = Belief(held="book 2")
-    assert seen_clause("On the desk 1, you see a pen 1.", goal, carrying) == ""
-    # a look-at task holding its object searches for the lamp
-    look = parse_goal("look at book under the desklamp.")
-    desk = "On the desk 1, you see a pen 1."
-    assert seen_clause(desk, look, carrying) == "Desk 1 holds pen 1, but no desklamp."

@@ -189,13 +189,6 @@ def _items(listing: str) -> list[str]:
     return out
 
 
-def shown_contents(observation: str) -> tuple[str, list[str]] | None:
-    """The receptacle whose contents ``observation`` lists, and those objects ("On the desk 1, you
-    see a pen 1." -> ("desk 1", ["pen 1"])); None when it lists none."""
-    m = _CONTENTS.search(strip_memory(observation))
-    return (m.group(1) or m.group(2), _items(m.group(3))) if m else None
-
-
 @dataclass
 class Belief:
     receptacles: list[str] = field(default_factory=list)

@@ -19,13 +19,9 @@ the receptacles, what was seen where, what is held). Then:
 - **λ4** acts as λ2 and states the hidden fact outright, using the environment's secret phrase
   ("apple 1 is in fridge 1, so I go there.").
 
-Where the current observation shows what a receptacle holds, the reason first says so ("Shelf 3
-holds creditcard 1 and pen 2, but no book."): the student's commonest error is to "find" the object
-it wants where it is not, and a reason that copies the listing before deciding grounds the decision
-in the text (visible facts only, so every level may say it). Then one short sentence (<= 25
-words), varied by a stable hash of (task, step, kind), so the same state always gets the same
-reason. At λ0..λ2 a reason never contains a secret phrase nor the expert's command verbatim
-(commands are paraphrased: "I head to", "I open it", "I use X to heat Y").
+Reasons are one short sentence (<= 25 words), varied by a stable hash of (task, step, kind), so the
+same state always gets the same reason. At λ0..λ2 a reason never contains a secret phrase nor the
+expert's command verbatim (commands are paraphrased: "I head to", "I open it", "I use X to heat Y").
 """
 
 from __future__ import annotations
@@ -42,13 +38,11 @@ from leap.envs.alfworld.belief import (
     build_belief,
     cls_of,
     likely_receptacles,
-    looking_for,
     num_key,
     openable_classes,
     parse_goal,
     search_order,
     search_prior,
-    shown_contents,
 )
 from leap.envs.alfworld.env import normalize_action
 from leap.records import StepLabel
@@ -348,31 +342,6 @@ def write_reason(d: Decision, level: int, goal: Goal, b: Belief, key: str, secre
     return _fill(_pick(_TEMPLATES[kind], f"{key}:{kind}"), a)
 
 
-def seen_clause(observation: str, goal: Goal, b: Belief) -> str:
-    """What the current observation shows in a receptacle, and whether what the search needs is
-    among it; "" when the observation lists no contents or the agent is carrying the object to
-    its goal (nothing is being searched for)."""
-    shown = shown_contents(observation)
-    if shown is None:
-        return ""
-    what = looking_for(b, goal)
-    if b.held and cls_of(b.held) == goal.obj and what == goal.obj:
-        return ""
-    recep, items = shown
-    head = recep[0].upper() + recep[1:]
-    if not items:
-        return f"{head} is empty."
-    listing = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-    if any(cls_of(o) == what for o in items):
-        return f"{head} holds {listing}."
-    return f"{head} holds {listing}, but no {what}."
-
-
-def _grounded(reason: str, ctx: StepContext, goal: Goal, b: Belief) -> str:
-    clause = seen_clause(ctx.observation, goal, b)
-    return f"{clause} {reason}" if clause else reason
-
-
 # ---------------------------------------------------------------- the oracle
 
 
@@ -394,8 +363,7 @@ def alfworld_oracle(ctx: StepContext, student: StepLabel | None, level: int) -> 
     key = f"{ctx.task.task_id}:{len(ctx.history)}"
     if level == 0:  # nothing privileged is read on this path
         d = make_admissible(decide_visible(goal, b), goal, b, admissible)
-        reason = _grounded(write_reason(d, 0, goal, b, key, []), ctx, goal, b)
-        return StepLabel(reason=reason, action=d.action)
+        return StepLabel(reason=write_reason(d, 0, goal, b, key, []), action=d.action)
     priv = ctx.privileged or {}
     expert = priv.get("expert_action")
     secrets = list(priv.get("secrets") or [])
@@ -406,5 +374,4 @@ def alfworld_oracle(ctx: StepContext, student: StepLabel | None, level: int) -> 
     else:
         d = classify(expert, goal, b) if usable else decide_visible(goal, b)
     d = make_admissible(d, goal, b, admissible)
-    reason = _grounded(write_reason(d, level, goal, b, key, secrets), ctx, goal, b)
-    return StepLabel(reason=reason, action=d.action)
+    return StepLabel(reason=write_reason(d, level, goal, b, key, secrets), action=d.action)
