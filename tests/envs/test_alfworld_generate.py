@@ -132,3 +132,20 @@ def test_handcoded_expert_wins_the_handwritten_game():
         assert not handcoded_expert_wins(engine, str(game), max_steps=3, seed=0)
     finally:
         engine.close()
+
+
+def test_poseless_basins_get_alfreds_id_form():
+    """A sink or bathtub basin without a pose in the layout gets ALFRED's "Sink|x|y|z|SinkBasin" id
+    (the engine renders a bare "SinkBasin|..." as "sinkbasinbasin"), drawing the same random numbers
+    as any other receptacle so the rest of the game is unchanged."""
+    import random
+
+    from leap.envs.alfworld.generate import _alfred_id
+
+    a, b = random.Random(3), random.Random(3)
+    sink, desk = _alfred_id("SinkBasin", a), _alfred_id("Desk", b)
+    assert sink.startswith("Sink|") and sink.endswith("|SinkBasin") and sink.count("|") == 4, sink
+    assert sink.split("|")[1:4] == desk.split("|")[1:4] and desk.startswith("Desk|")
+    assert _alfred_id("BathtubBasin", a).startswith("Bathtub|")
+    _alfred_id("Desk", b)
+    assert a.random() == b.random()

@@ -93,7 +93,12 @@ def generation_key(params: AlfworldParams, seed: int) -> dict[str, Any]:
 
 def _alfred_id(cls: str, rng: random.Random) -> str:
     x, y, z = (rng.uniform(-3, 3) for _ in range(3))
-    return f"{cls}|{x:+06.2f}|{abs(y):+06.2f}|{z:+06.2f}"
+    where = f"{x:+06.2f}|{abs(y):+06.2f}|{z:+06.2f}"
+    if cls in ("SinkBasin", "BathtubBasin"):
+        # ALFRED names a basin after its fixture ("Sink|x|y|z|SinkBasin"); the engine appends
+        # "basin" to any id holding "Basin", so a bare "SinkBasin|..." became "sinkbasinbasin 1".
+        return f"{cls.removesuffix('Basin')}|{where}|{cls}"
+    return f"{cls}|{where}"
 
 
 def _objects_for(task_type: str, scene: scenes.Scene) -> list[str]:
