@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +13,7 @@ pytest.importorskip("alfworld")
 
 from leap.envs.alfworld import scenes
 from leap.envs.alfworld.engine import Engine, read_game
-from leap.envs.alfworld.generate import SPLIT_DIRS, generate, read_manifest
+from leap.envs.alfworld.generate import SPLIT_DIRS, _alfred_id, generate, read_manifest
 from leap.envs.alfworld.params import TASK_TYPES, AlfworldParams
 from leap.envs.alfworld.tasks import AlfworldTasks
 
@@ -138,10 +139,6 @@ def test_poseless_basins_get_alfreds_id_form():
     """A sink or bathtub basin without a pose in the layout gets ALFRED's "Sink|x|y|z|SinkBasin" id
     (the engine renders a bare "SinkBasin|..." as "sinkbasinbasin"), drawing the same random numbers
     as any other receptacle so the rest of the game is unchanged."""
-    import random
-
-    from leap.envs.alfworld.generate import _alfred_id
-
     a, b = random.Random(3), random.Random(3)
     sink, desk = _alfred_id("SinkBasin", a), _alfred_id("Desk", b)
     assert sink.startswith("Sink|") and sink.endswith("|SinkBasin") and sink.count("|") == 4, sink

@@ -94,9 +94,9 @@ def generation_key(params: AlfworldParams, seed: int) -> dict[str, Any]:
 def _alfred_id(cls: str, rng: random.Random) -> str:
     x, y, z = (rng.uniform(-3, 3) for _ in range(3))
     where = f"{x:+06.2f}|{abs(y):+06.2f}|{z:+06.2f}"
-    if cls in ("SinkBasin", "BathtubBasin"):
-        # ALFRED names a basin after its fixture ("Sink|x|y|z|SinkBasin"); the engine appends
-        # "basin" to any id holding "Basin", so a bare "SinkBasin|..." became "sinkbasinbasin 1".
+    if cls in scenes.BASINS:
+        # The engine appends "basin" to any id holding "Basin": a bare "SinkBasin|..." id
+        # became "sinkbasinbasin 1", so a basin gets its fixture's id as ALFRED writes it.
         return f"{cls.removesuffix('Basin')}|{where}|{cls}"
     return f"{cls}|{where}"
 

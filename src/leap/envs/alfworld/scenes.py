@@ -71,6 +71,10 @@ class Scene:
         return {r.cls for r in self.receptacles}
 
 
+# Receptacles that are the usable part of a fixture: ALFRED's id is "Sink|x|y|z|SinkBasin".
+BASINS = ("SinkBasin", "BathtubBasin")
+
+
 def _constants():  # lazy: importing alfworld is slow-ish and optional for `import leap.envs`
     import alfworld.gen.constants as constants
 
@@ -130,7 +134,7 @@ def load_scene(num: int) -> Scene:
     receps: list[ReceptacleInstance] = []
     for alfred_id, pose in sorted(poses.items()):
         cls = alfred_id.split("|", 1)[0]
-        if cls in ("Sink", "Bathtub"):  # the usable part is the basin, named as ALFRED does
+        if cls + "Basin" in BASINS:  # the usable part is the basin, named as ALFRED does
             receps.append(ReceptacleInstance(cls + "Basin", f"{alfred_id}|{cls}Basin", _pose(pose)))
         elif cls in static:
             receps.append(ReceptacleInstance(cls, alfred_id, _pose(pose)))
