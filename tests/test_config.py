@@ -176,3 +176,15 @@ def test_dvc_tracks_no_section_of_a_particular_environment() -> None:
 
     named = sorted(k for k in _dvc_param_keys() if k.split(".")[:2][-1] in registered())
     assert named == []
+
+
+def test_iterations_take_their_own_epochs_and_learning_rate() -> None:
+    from leap.config import TrainParams
+    from leap.stages.train import iteration_train_params
+
+    train = TrainParams(epochs=2, learning_rate=2e-3, iteration_epochs=1, iteration_learning_rate=5e-4)
+    assert iteration_train_params(train, 0) == train  # BC keeps its own
+    it = iteration_train_params(train, 1)
+    assert (it.epochs, it.learning_rate) == (1, 5e-4)
+    unset = TrainParams(epochs=2, learning_rate=2e-3)
+    assert iteration_train_params(unset, 2) == unset  # null: the BC values

@@ -220,6 +220,12 @@ class TrainParams(Strict):
         "needs more than an iteration that continues from the previous adapter",
     )
     learning_rate: float = Field(default=3e-4, gt=0)
+    iteration_learning_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="learning rate of iterations 1.. (null: train.learning_rate); they continue from "
+        "the previous adapter, where BC's rate may undo what it learned",
+    )
     batch_size: int = Field(default=8, ge=1)
     grad_accum: int = Field(default=1, ge=1)
     cpu_rows_per_pass: int = Field(

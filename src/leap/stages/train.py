@@ -5,10 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from leap import paths
-from leap.config import Params
+from leap.config import Params, TrainParams
 from leap.io import read_jsonl, write_json
 from leap.records import TrainExample
 from leap.stages.common import seed_everything
+
+
+def iteration_train_params(train: TrainParams, iteration: int) -> TrainParams:
+    """Iterations 1.. continue from the previous adapter: their own epochs and learning rate, if set."""
+    if iteration == 0:
+        return train
+    update = {"epochs": train.iteration_epochs, "learning_rate": train.iteration_learning_rate}
+    return train.model_copy(update={k: v for k, v in update.items() if v is not None})
 
 
 def run(params: Params, iteration: int) -> dict[str, Any]:
@@ -20,9 +28,7 @@ def run(params: Params, iteration: int) -> dict[str, Any]:
     init = None
     if iteration > 0 and params.train.init_from == "previous":
         init = paths.model(params.loop.iterations[iteration])
-    train_cfg = params.train
-    if iteration > 0 and train_cfg.iteration_epochs is not None:
-        train_cfg = train_cfg.model_copy(update={"epochs": train_cfg.iteration_epochs})
+    train_cfg = iteration_train_params(params.train, iteration)
     # Behaviour cloning has no rejected steps: iteration 0 is always SFT (as in the paper), and does
     # not read train.method, so the update-method ablation shares one BC student (DVC's run cache).
     method = "sft" if iteration == 0 else None
