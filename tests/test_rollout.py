@@ -119,3 +119,20 @@ def test_toy_oracle_levels_win(level: int) -> None:
         TASKS, TeacherPolicy(OracleTeacher(level)), ToyEnv, horizon=10, privileged=PRIV, progress=False
     )
     assert all(t.success for t in trajs)
+
+
+def test_rollout_sample_spans_task_types_and_changes_each_iteration() -> None:
+    from leap.records import Task
+    from leap.stages.rollout import rollout_sample
+
+    # Split files group tasks by type: the first 40 here would all be "a".
+    tasks = [
+        Task(task_id=f"{c}{i}", env="toy", split="train", category=c) for c in "abcdef" for i in range(34)
+    ]
+    one = rollout_sample(tasks, 40, seed=0, iteration=1)
+    assert len(one) == 40 and len({t.task_id for t in one}) == 40
+    assert {t.category for t in one} == set("abcdef")
+    assert [tasks.index(t) for t in one] == sorted(tasks.index(t) for t in one)  # file order kept
+    assert one == rollout_sample(tasks, 40, seed=0, iteration=1)  # deterministic
+    assert one != rollout_sample(tasks, 40, seed=0, iteration=2)  # DAgger: new games next iteration
+    assert rollout_sample(tasks, None, seed=0, iteration=1) == tasks

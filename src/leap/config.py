@@ -358,7 +358,11 @@ class LoopParams(Strict):
         description="LEAP iterations as {iteration: previous iteration}; DVC's foreach makes one set of "
         "stages (rollout@i, correct@i, aggregate@i, train@i, evaluate@i) per entry",
     )
-    rollout_tasks: int | None = Field(default=None, ge=1, description="train tasks rolled out; null: all")
+    rollout_tasks: int | None = Field(
+        default=None,
+        ge=1,
+        description="train tasks rolled out, drawn anew each iteration (seeded); null: all",
+    )
     correct_failed_only: bool = True
     max_corrections_per_trajectory: int | None = Field(default=None, ge=1)
     select_split: str = Field(default="valid", description="split that picks the best iteration")

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import random
+
 from leap import paths
 from leap.config import Params
 from leap.io import write_jsonl
 from leap.metrics import summarize
+from leap.records import Task
 from leap.stages.common import finish_journal, inputs_key, load_tasks, seed_everything
 from leap.stages.episodes import close_policy, run_with_journal, student_policy
+
+
+def rollout_sample(tasks: list[Task], k: int | None, seed: int, iteration: int) -> list[Task]:
+    """k training tasks drawn at random (a new draw each iteration), kept in file order. Split files
+    group their tasks by type, so the first k would roll out one or two task types only."""
+    if k is None or k >= len(tasks):
+        return tasks
+    picked = set(random.Random(f"{seed}:rollout:{iteration}").sample(range(len(tasks)), k))
+    return [t for i, t in enumerate(tasks) if i in picked]
 
 
 def run(params: Params, iteration: int) -> dict[str, float]:
     """Writes data/iter_i/rollouts.jsonl; returns the metrics."""
     seed_everything(params.seed + iteration, torch=True)
     prev = params.loop.iterations[iteration]
-    tasks = load_tasks("train")
-    if params.loop.rollout_tasks is not None:
-        tasks = tasks[: params.loop.rollout_tasks]
+    tasks = rollout_sample(load_tasks("train"), params.loop.rollout_tasks, params.seed, iteration)
     policy = student_policy(params, prev)
     out = paths.rollouts(iteration)
     key = inputs_key(params, paths.tasks("train"), paths.model(prev))
