@@ -148,3 +148,45 @@ def test_ranked_memory_lists_the_level0_search_order(tasks):
     finally:
         ranked.close()
         plain.close()
+
+
+def test_ranked_seen_memory_says_where_the_needed_object_was_seen():
+    """`memory: ranked_seen` adds where the agent saw what the goal still needs: the second laptop of a
+    two-object task after the first is delivered (not the delivered one), the lamp once a look-at
+    task's object is held, nothing while a single-object task holds its object; and the oracle's
+    belief reads past the line (strip_memory)."""
+    from leap.envs.alfworld.belief import memory_line, strip_memory
+
+    steps = [
+        (
+            "go to desk 1",
+            "You arrive at desk 1. On the desk 1, you see a laptop 2, a desklamp 1, and a laptop 1.",
+        ),
+        ("take laptop 2 from desk 1", "You pick up the laptop 2 from the desk 1."),
+        ("go to sidetable 1", "You arrive at sidetable 1. On the sidetable 1, you see nothing."),
+        ("move laptop 2 to sidetable 1", "You move the laptop 2 to the sidetable 1."),
+    ]
+    b = Belief()
+    b.observe(
+        "You are in the middle of a room. "
+        "Looking quickly around you, you see a desk 1, a sidetable 1, and a bed 1."
+    )
+    lines = []
+    for action, result in steps:
+        b.apply(action, result)
+        lines.append(memory_line(b, "ranked_seen", parse_goal("put two laptop in sidetable")))
+    assert lines[0].endswith(" Seen: laptop 2 at desk 1, laptop 1 at desk 1.")
+    assert lines[-1] == "Not checked yet, likeliest first: bed 1. Seen: laptop 1 at desk 1."
+    assert (
+        memory_line(b, "ranked", parse_goal("put two laptop in sidetable"))
+        == "Not checked yet, likeliest first: bed 1."
+    )
+    assert strip_memory(f"{steps[-1][1]}\n{lines[-1]}") == steps[-1][1]
+
+    held = Belief()
+    held.observe("Looking quickly around you, you see a desk 1, and a bed 1.")
+    held.apply(*steps[0])
+    held.apply(*steps[1])
+    assert "Seen" not in memory_line(held, "ranked_seen", parse_goal("put a laptop in bed"))
+    look = memory_line(held, "ranked_seen", parse_goal("look at laptop under the desklamp"))
+    assert look.endswith(" Seen: desklamp 1 at desk 1.")

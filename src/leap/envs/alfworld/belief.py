@@ -40,6 +40,7 @@ MEMORY_PREFIXES = {
     "checked": "Checked so far: ",
     "unchecked": "Not checked yet: ",
     "ranked": "Not checked yet, likeliest first: ",
+    "ranked_seen": "Not checked yet, likeliest first: ",  # + where what the task needs was seen
 }
 
 
@@ -47,16 +48,30 @@ def memory_line(b: Belief, kind: str, goal: Goal | None = None) -> str:
     """``checked``: the receptacles whose contents the agent has seen, in the order it first saw them;
     ``unchecked``: the room's receptacles whose contents it has not seen yet (closed ones stay until
     opened); ``ranked``: the same, in the order common sense would search them for what ``goal``
-    still needs (:func:`search_order`). "" where there is nothing to say."""
+    still needs (:func:`search_order`); ``ranked_seen``: ``ranked`` and :func:`seen_clause`.
+    "" where there is nothing to say."""
     if kind == "checked":
         return MEMORY_PREFIXES[kind] + ", ".join(b.contents) + "." if b.contents else ""
-    if kind in ("unchecked", "ranked"):
-        if kind == "ranked" and goal is not None:
+    if kind in ("unchecked", "ranked", "ranked_seen"):
+        if kind != "unchecked" and goal is not None:
             rest = [r for group in search_order(b, goal) for r in group]
         else:
             rest = [r for r in b.receptacles if not b.visited(r)]
-        return MEMORY_PREFIXES[kind] + (", ".join(rest) if rest else "nothing") + "."
+        line = MEMORY_PREFIXES[kind] + (", ".join(rest) if rest else "nothing") + "."
+        return line + (seen_clause(b, goal) if kind == "ranked_seen" and goal is not None else "")
     return ""
+
+
+def seen_clause(b: Belief, goal: Goal) -> str:
+    """ " Seen: laptop 1 at desk 1." — where the agent has seen what the goal still needs (the object,
+    or the lamp once a look-at task's object is held), leaving out what it already delivered to the
+    goal's receptacle. Only shown text: the history holds it too, but a small student loses it there
+    (two-object tasks: it forgets the second laptop on the desk it checked and searches elsewhere)."""
+    what = looking_for(b, goal)
+    if b.held and cls_of(b.held) == what and goal.task_type != "pick_two_obj_and_place":
+        return ""  # it holds what it needs; other copies would only distract
+    found = [f"{o} at {r}" for o, r in b.known_objects(what) if not goal.recep or cls_of(r) != goal.recep]
+    return f" Seen: {', '.join(found)}." if found else ""
 
 
 def num_key(name: str) -> tuple[str, int]:

@@ -87,7 +87,9 @@ class AlfworldEnv:
         self._goal = parse_goal(task.instruction, task.category)
         info = self._info(state, valid=True)
         # The ranked line helps from the first step; the plain lists would only repeat the room.
-        if self._memory == "ranked" and (line := memory_line(self._belief, self._memory, self._goal)):
+        if self._memory in ("ranked", "ranked_seen") and (
+            line := memory_line(self._belief, self._memory, self._goal)
+        ):
             obs = f"{obs}\n{line}"
         return obs, info
 
