@@ -42,6 +42,7 @@ MEMORY_PREFIXES = {
     "ranked": "Not checked yet, likeliest first: ",
     "ranked_seen": "Not checked yet, likeliest first: ",  # + where what the task needs was seen
 }
+RANKED = frozenset({"ranked", "ranked_seen"})  # kinds in search order, shown from the first observation
 
 
 def memory_line(b: Belief, kind: str, goal: Goal | None = None) -> str:
@@ -53,7 +54,7 @@ def memory_line(b: Belief, kind: str, goal: Goal | None = None) -> str:
     if kind == "checked":
         return MEMORY_PREFIXES[kind] + ", ".join(b.contents) + "." if b.contents else ""
     if kind in ("unchecked", "ranked", "ranked_seen"):
-        if kind != "unchecked" and goal is not None:
+        if kind in RANKED and goal is not None:
             rest = [r for group in search_order(b, goal) for r in group]
         else:
             rest = [r for r in b.receptacles if not b.visited(r)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from leap.envs.alfworld.belief import Belief, Goal, memory_line, parse_goal
+from leap.envs.alfworld.belief import RANKED, Belief, Goal, memory_line, parse_goal
 from leap.envs.alfworld.engine import Engine, World, read_game, world_from_facts
 from leap.envs.alfworld.expert import TaskParams, next_action
 from leap.envs.base import EnvError
@@ -87,9 +87,7 @@ class AlfworldEnv:
         self._goal = parse_goal(task.instruction, task.category)
         info = self._info(state, valid=True)
         # The ranked line helps from the first step; the plain lists would only repeat the room.
-        if self._memory in ("ranked", "ranked_seen") and (
-            line := memory_line(self._belief, self._memory, self._goal)
-        ):
+        if self._memory in RANKED and (line := memory_line(self._belief, self._memory, self._goal)):
             obs = f"{obs}\n{line}"
         return obs, info
 
