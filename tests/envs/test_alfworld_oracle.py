@@ -190,3 +190,32 @@ def test_ranked_seen_memory_says_where_the_needed_object_was_seen():
     assert "Seen" not in memory_line(held, "ranked_seen", parse_goal("put a laptop in bed"))
     look = memory_line(held, "ranked_seen", parse_goal("look at laptop under the desklamp"))
     assert look.endswith(" Seen: desklamp 1 at desk 1.")
+
+
+def test_taking_an_unprocessed_object_from_the_goal_receptacle_says_why():
+    """A student that put the apple in the garbagecan before cooling it is corrected with "take it
+    back", and the reason says what is missing (visible: the agent never cooled it), not "I found it"."""
+    from leap.envs.alfworld.oracle import decide_visible, write_reason
+
+    goal = parse_goal("cool some apple and put it in garbagecan", "pick_cool_then_place_in_recep")
+    b = Belief()
+    b.observe("Looking quickly around you, you see a countertop 1, a fridge 1, and a garbagecan 1.")
+    arrive = ("go to countertop 1", "You arrive at countertop 1. On the countertop 1, you see a apple 1.")
+    for action, result in [
+        arrive,
+        ("take apple 1 from countertop 1", "You pick up the apple 1 from the countertop 1."),
+        ("go to garbagecan 1", "You arrive at garbagecan 1. On the garbagecan 1, you see nothing."),
+        ("move apple 1 to garbagecan 1", "You move the apple 1 to the garbagecan 1."),
+    ]:
+        b.apply(action, result)
+    d = decide_visible(goal, b)
+    assert d.action == "take apple 1 from garbagecan 1"
+    reason = write_reason(d, 1, goal, b, "k", [])
+    assert "not cool yet" in reason and "found" not in reason
+
+    fresh = Belief()  # the same object on an ordinary receptacle keeps the plain reason
+    fresh.observe("Looking quickly around you, you see a countertop 1, a fridge 1, and a garbagecan 1.")
+    fresh.apply(*arrive)
+    d = decide_visible(goal, fresh)
+    assert d.action == "take apple 1 from countertop 1"
+    assert "not cool" not in write_reason(d, 1, goal, fresh, "k", [])

@@ -232,6 +232,10 @@ _TEMPLATES: dict[str, list[str]] = {
         "I found {obj} here, so I pick it up.",
         "{Obj} is right here; I take it.",
     ],
+    "take_unprocessed": [
+        "{Obj} is here but not {state} yet, so I take it to {verb} it first.",
+        "{Obj} must be {state} before it goes to {recep}, so I pick it up.",
+    ],
     "goto_appliance": [
         "I need to {verb} the {cls}, so I head to {recep}.",
         "Next I {verb} the {cls}; {recep} is the place for that.",
@@ -336,6 +340,11 @@ def write_reason(d: Decision, level: int, goal: Goal, b: Belief, key: str, secre
     elif kind == "goto_parent" and goal.task_type in APPLIANCE:
         a["state"] = _STATE[APPLIANCE[goal.task_type][1]]
         kind = "goto_parent_done"
+    elif kind == "take" and goal.task_type in APPLIANCE and rcls == goal.recep:
+        verb = APPLIANCE[goal.task_type][1]  # e.g. taking back an apple put in the garbagecan uncooled
+        if verb not in b.processed.get(obj, set()):
+            a.update(state=_STATE[verb], verb=verb)
+            kind = "take_unprocessed"
     elif kind == "put" and goal.task_type == TWO:
         placed = sum(1 for o, r in b.placed if cls_of(o) == goal.obj and cls_of(r) == goal.recep)
         kind = "put_first" if placed == 0 else "put"
