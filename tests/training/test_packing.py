@@ -110,3 +110,25 @@ def test_sft_dataset_rows(lm) -> None:
     ds = sft_dataset([ex], tok)
     assert set(ds.column_names) == {"input_ids", "labels", "position_ids", "segment"}
     assert len(ds) == 1
+
+
+def test_truncation_reports_the_share_of_trained_tokens_it_drops() -> None:
+    from datasets import Dataset
+
+    from leap.training.data import truncate_rows
+
+    ds = Dataset.from_list(
+        [
+            {
+                "input_ids": [1] * 6,
+                "labels": [-100, -100, 5, 5, -100, 5],
+                "position_ids": [0] * 6,
+                "segment": [0] * 6,
+            },
+            {"input_ids": [1] * 3, "labels": [-100, 5, 5], "position_ids": [0] * 3, "segment": [0] * 3},
+        ]
+    )
+    cut, n, lost = truncate_rows(ds, 4)
+    assert n == 1 and lost == pytest.approx(1 / 5)  # the last label of row 0 goes; 5 labels in all
+    assert [len(x) for x in cut["input_ids"]] == [4, 3]
+    assert truncate_rows(ds, 6)[1:] == (0, 0.0)

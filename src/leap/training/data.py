@@ -154,11 +154,15 @@ class PackedCollator:
         return {"input_ids": ids, "labels": labels, "position_ids": pos, "attention_mask": mask[:, None]}
 
 
-def truncate_rows(ds: Dataset, max_length: int) -> tuple[Dataset, int]:
-    """Cut packed rows to ``max_length`` tokens (keeping the start); the rows and how many were cut."""
-    cut = sum(len(x) > max_length for x in ds["input_ids"])
+def truncate_rows(ds: Dataset, max_length: int) -> tuple[Dataset, int, float]:
+    """Cut packed rows to ``max_length`` tokens (keeping the start): the rows, how many were cut, and
+    the share of trained (labelled) tokens the cut dropped — the last steps of the longest
+    trajectories, so a high share means late-episode corrections are not learnt."""
+    labels = ds["labels"]
+    cut = sum(len(x) > max_length for x in labels)
     if not cut:
-        return ds, 0
-    return ds.map(
-        lambda r: {k: r[k][:max_length] for k in ("input_ids", "labels", "position_ids", "segment")}
-    ), cut
+        return ds, 0, 0.0
+    trained = sum(sum(t != -100 for t in x) for x in labels)
+    lost = sum(sum(t != -100 for t in x[max_length:]) for x in labels)
+    keys = ("input_ids", "labels", "position_ids", "segment")
+    return ds.map(lambda r: {k: r[k][:max_length] for k in keys}), cut, lost / max(trained, 1)

@@ -212,10 +212,14 @@ def build_trainer(
     cls = {"sft": SFTTrainer, "dpo": DPOTrainer, "kto": KTOTrainer}[method]
     extra: dict[str, Any] = {}
     if method == "sft":
-        dataset, n_cut = truncate_rows(dataset, train.max_length)
+        dataset, n_cut, lost = truncate_rows(dataset, train.max_length)
         if n_cut:
             log.warning(
-                "%d training sequences were cut to train.max_length=%d tokens", n_cut, train.max_length
+                "%d training sequences were cut to train.max_length=%d tokens, dropping %.1f%% of the "
+                "trained tokens (raise train.max_length to keep them)",
+                n_cut,
+                train.max_length,
+                100 * lost,
             )
         extra["data_collator"] = PackedCollator(tokenizer.pad_token_id)
         _score_labelled_positions_only()
