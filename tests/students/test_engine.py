@@ -141,3 +141,23 @@ def test_score_matches_a_plain_forward_and_reuses_the_cache(lm: Any) -> None:
     assert c.token_ids[:stop] == ref[:stop]
     with pytest.raises(ValueError, match="2 prompts but 1 completions"):
         eng.score(prompts[:2], comps[:1])
+
+
+def test_grouped_query_attention_with_a_mask_matches_transformers_sdpa() -> None:
+    from types import SimpleNamespace
+
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from leap.students.engine import _gqa_sdpa
+
+    torch.manual_seed(0)
+    module = SimpleNamespace(num_key_value_groups=3, is_causal=True, training=False)
+    q = torch.randn(2, 6, 5, 8)
+    k, v = torch.randn(2, 2, 9, 8), torch.randn(2, 2, 9, 8)
+    # ragged rows: row 0 sees 7 columns before its new tokens, row 1 sees 4
+    pos = torch.tensor([[4, 5, 6, 7, 8], [0, 1, 2, 3, 4]])
+    mask = (torch.arange(9)[None, None, :] <= pos[:, :, None])[:, None]
+    ours, _ = _gqa_sdpa(module, q, k, v, mask, scaling=0.3)
+    ref, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)
+    assert ours.shape == ref.shape == (2, 5, 6, 8)
+    assert torch.allclose(ours, ref, atol=1e-6)
