@@ -57,6 +57,8 @@ def _params(model: Path) -> Params:
             },
             "student": {
                 "model": str(model),
+                # float32 everywhere: the same numbers on every CPU (auto is bfloat16 only with AMX)
+                "dtype": "float32",
                 "max_new_tokens": 16,
                 "batch_size": 16,
                 "lora": {"r": 16, "alpha": 32},

@@ -132,3 +132,20 @@ def test_truncation_reports_the_share_of_trained_tokens_it_drops() -> None:
     assert n == 1 and lost == pytest.approx(1 / 5)  # the last label of row 0 goes; 5 labels in all
     assert [len(x) for x in cut["input_ids"]] == [4, 3]
     assert truncate_rows(ds, 6)[1:] == (0, 0.0)
+
+
+def test_an_unbranched_row_goes_without_a_mask_and_gives_the_same_logits(lm) -> None:
+    model, tok = lm
+    seq = pack_conversation(tok, TRUNK[:5], train_from=2)
+    row = {"input_ids": seq.input_ids, "labels": seq.labels, "position_ids": seq.position_ids}
+    collate = PackedCollator(tok.pad_token_id)
+    plain = collate([{**row, "segment": seq.segment}])
+    assert "attention_mask" not in plain  # SDPA's causal path, no mask to build or read
+    # the same row beside a padded one takes the masked path: its logits must not change
+    short = {k: v[:3] for k, v in row.items()}
+    masked = collate([{**row, "segment": seq.segment}, {**short, "segment": [0, 0, 0]}])
+    assert "attention_mask" in masked
+    with torch.no_grad():
+        a = model(**plain).logits[0]
+        b = model(**{k: v for k, v in masked.items() if k != "labels"}).logits[0]
+    assert torch.allclose(a, b, atol=1e-5)

@@ -114,7 +114,9 @@ def _trl_args(method: str, student: StudentParams, train: TrainParams, work_dir:
         "report_to": "none",  # the lead's stage logs to MLflow
         "disable_tqdm": not progress,
         "use_cpu": not cuda,
-        "bf16": cuda and dtype == torch.bfloat16,
+        # bf16 autocast on a CPU too (with AMX): the LoRA branches then run in bf16 beside the bf16
+        # base weights while their fp32 master weights stay in the optimizer (see _lora_in_model_dtype).
+        "bf16": dtype == torch.bfloat16,
         "fp16": cuda and dtype == torch.float16,
         "dataloader_num_workers": 0,
     }
@@ -145,6 +147,16 @@ def _score_labelled_positions_only() -> None:
     if hasattr(trl_utils, "_use_triton"):
         original = trl_utils._use_triton
         trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+
+
+def _lora_in_model_dtype(model: Any) -> None:
+    """Under bf16 autocast, let each LoRA branch take its input as it comes (bf16) instead of PEFT's
+    cast to the adapter's fp32: the branch then runs in bf16 and adds a bf16 result to the base
+    layer's, while its weights and their optimizer state stay fp32. On a CPU with AMX the casts and
+    fp32 sums were a quarter of a training step (SmolLM2-135M: 240 against 205 tokens/s)."""
+    for module in model.modules():
+        if hasattr(module, "cast_input_dtype_enabled"):
+            module.cast_input_dtype_enabled = False
 
 
 def _dataset(method: str, examples: list[TrainExample], seed: int, tokenizer: Any) -> Any:
@@ -232,6 +244,8 @@ def build_trainer(
             peft_config=peft_config,
             **extra,
         )
+    if args.bf16 and student.quantization == "none":
+        _lora_in_model_dtype(trainer.model)
     if progress:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(_loss_in_bar())
