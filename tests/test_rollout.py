@@ -136,3 +136,34 @@ def test_rollout_sample_spans_task_types_and_changes_each_iteration() -> None:
     assert one == rollout_sample(tasks, 40, seed=0, iteration=1)  # deterministic
     assert one != rollout_sample(tasks, 40, seed=0, iteration=2)  # DAgger: new games next iteration
     assert rollout_sample(tasks, None, seed=0, iteration=1) == tasks
+
+
+def test_demo_tasks_are_a_draw_across_types_and_iterations_replay_a_share_of_earlier_data() -> None:
+    from leap.records import Message, Task, TrainExample
+    from leap.stages.common import sample_in_order
+    from leap.stages.train import replay
+
+    tasks = [
+        Task(task_id=f"{c}{i}", env="toy", split="train", category=c) for c in "abcdef" for i in range(34)
+    ]
+    drawn = sample_in_order(tasks, 60, "0:demos")
+    assert len(drawn) == 60 and {t.category for t in drawn} == set("abcdef")
+
+    def ex(iteration: int, k: int) -> TrainExample:
+        msg = [Message(role="assistant", content="Reason: r.\nAction: look")]
+        return TrainExample(
+            prompt=[Message(role="user", content=str(k))],
+            completion=msg,
+            source="demo" if iteration == 0 else "correction",
+            task_id=f"t{k}",
+            iteration=iteration,
+            step_index=0,
+        )
+
+    data = [ex(0, k) for k in range(12)] + [ex(1, k) for k in range(8)] + [ex(2, k) for k in range(7)]
+    kept = replay(data, 2, 0.25, "0:replay:2")
+    assert sum(e.iteration < 2 for e in kept) == 5  # a quarter of the 20 earlier rows
+    assert [e for e in kept if e.iteration == 2] == data[20:]  # every new correction
+    assert [e for e in kept if e in data] == kept  # input order kept
+    assert replay(data, 2, 0.25, "0:replay:3") != kept  # a new draw each iteration
+    assert replay(data, 2, None, "0:replay:2") == data

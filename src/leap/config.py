@@ -219,6 +219,14 @@ class TrainParams(Strict):
         description="epochs of iterations 1.. (null: train.epochs); BC starts from the base model and "
         "needs more than an iteration that continues from the previous adapter",
     )
+    replay: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="share of the earlier training data (demonstrations and earlier corrections) that an "
+        "iteration trains on again beside its own corrections (a new seeded draw each iteration); null: "
+        "all of it (DAgger's aggregate). The adapter an iteration continues from learnt that data already",
+    )
     learning_rate: float = Field(default=3e-4, gt=0)
     iteration_learning_rate: float | None = Field(
         default=None,

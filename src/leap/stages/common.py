@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -12,6 +13,8 @@ from leap import paths
 from leap.config import Params
 from leap.io import read_jsonl
 from leap.records import PrivilegedState, Task
+
+T = TypeVar("T")
 
 
 def seed_everything(seed: int, *, torch: bool = False) -> None:
@@ -22,6 +25,15 @@ def seed_everything(seed: int, *, torch: bool = False) -> None:
         import torch as _torch
 
         _torch.manual_seed(seed)
+
+
+def sample_in_order(items: list[T], k: int | None, salt: str) -> list[T]:
+    """``k`` of ``items`` drawn at random (seeded by ``salt``), kept in their order; None or k >= len:
+    all. Split files group their tasks by type, so the first k would hold one or two types only."""
+    if k is None or k >= len(items):
+        return list(items)
+    picked = set(random.Random(salt).sample(range(len(items)), k))
+    return [x for i, x in enumerate(items) if i in picked]
 
 
 def load_tasks(split: str) -> list[Task]:

@@ -21,7 +21,14 @@ from leap.agent import Policy, ReplayPolicy, TeacherPolicy
 from leap.config import Params
 from leap.io import write_jsonl
 from leap.records import PrivilegedState, Task, Trajectory
-from leap.stages.common import finish_journal, inputs_key, load_privileged, load_tasks, seed_everything
+from leap.stages.common import (
+    finish_journal,
+    inputs_key,
+    load_privileged,
+    load_tasks,
+    sample_in_order,
+    seed_everything,
+)
 from leap.stages.episodes import run_with_journal
 
 log = logging.getLogger(__name__)
@@ -80,9 +87,7 @@ def run(params: Params) -> dict[str, float]:
     """Writes data/iter_0/demos.jsonl; returns the metrics."""
     dataset = params.demos.source == "dataset"
     seed_everything(params.seed, torch=dataset and params.teacher.kind == "local")
-    tasks = load_tasks("train")
-    if params.demos.n_tasks is not None:
-        tasks = tasks[: params.demos.n_tasks]
+    tasks = sample_in_order(load_tasks("train"), params.demos.n_tasks, f"{params.seed}:demos")
     privileged = load_privileged("train")
     kept, stats = (_from_dataset if dataset else _from_oracle)(params, tasks, privileged)
     out = paths.demos()

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import random
-
 from leap import paths
 from leap.config import Params
 from leap.io import write_jsonl
 from leap.metrics import summarize
 from leap.records import Task
-from leap.stages.common import finish_journal, inputs_key, load_tasks, seed_everything
+from leap.stages.common import finish_journal, inputs_key, load_tasks, sample_in_order, seed_everything
 from leap.stages.episodes import close_policy, run_with_journal, student_policy
 
 
 def rollout_sample(tasks: list[Task], k: int | None, seed: int, iteration: int) -> list[Task]:
-    """k training tasks drawn at random (a new draw each iteration), kept in file order. Split files
-    group their tasks by type, so the first k would roll out one or two task types only."""
-    if k is None or k >= len(tasks):
-        return tasks
-    picked = set(random.Random(f"{seed}:rollout:{iteration}").sample(range(len(tasks)), k))
-    return [t for i, t in enumerate(tasks) if i in picked]
+    """k training tasks drawn at random, a new draw each iteration (DAgger visits new games)."""
+    return sample_in_order(tasks, k, f"{seed}:rollout:{iteration}")
 
 
 def run(params: Params, iteration: int) -> dict[str, float]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from leap.config import StudentParams, TrainParams
-from leap.io import read_jsonl, write_json
+from leap.io import read_jsonl, write_json, write_jsonl
 from leap.records import TrainExample
 
 REPO_CONFIGS = Path(__file__).resolve().parents[3] / "accelerate"
@@ -37,7 +37,7 @@ def launch_command(job: Path, config: Path, num_processes: int | None) -> list[s
 
 
 def launch(
-    train_set: Path,
+    examples: list[TrainExample],
     student: StudentParams,
     train: TrainParams,
     out_dir: Path,
@@ -46,8 +46,10 @@ def launch(
     config: str | None,
     num_processes: int | None,
 ) -> dict[str, Any]:
-    """Train under ``accelerate launch``; returns the main process's metrics."""
+    """Train on ``examples`` under ``accelerate launch``; returns the main process's metrics."""
     with tempfile.TemporaryDirectory(prefix="leap-launch-") as work:
+        train_set = Path(work) / "train.jsonl"
+        write_jsonl(train_set, examples)
         return _launch(train_set, student, train, out_dir, init_adapter, Path(work), config, num_processes)
 
 
