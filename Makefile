@@ -44,6 +44,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The pipeline has the machine to itself: the student uses every core (the stages' default leaves one
+# to other processes; see leap.students.models.configure_torch_threads).
+run: export LEAP_TORCH_THREADS ?= $(shell nproc)
 run: setup
 	test -d .dvc || $(BIN)/dvc init -q
 	$(BIN)/dvc repro
