@@ -74,7 +74,7 @@ format: setup
 	$(BIN)/ruff check --fix src tests benchmarks
 
 # The paper's studies as queued DVC experiments (a second call re-runs no finished variant).
-STUDY_SCALE ?= experiments/studies/small.yaml
+STUDY_SCALE ?= experiments/studies/cpu.yaml
 STUDY_WITH  ?=
 STUDY_JOBS  ?= 1
 ETAS        ?=

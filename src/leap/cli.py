@@ -16,6 +16,7 @@ import typer
 
 from leap.config import ConfigError, Params, load_params
 from leap.io import RecordError
+from leap.studies import DEFAULT_SCALE
 
 app = typer.Typer(
     name="leap",
@@ -511,9 +512,7 @@ def bench(
 @app.command()
 def study(
     name: Annotated[str, typer.Argument(help="privilege | update | self-improve")],
-    scale: Annotated[Path, typer.Option(help="the scale's experiment file")] = Path(
-        "experiments/studies/small.yaml"
-    ),
+    scale: Annotated[Path, typer.Option(help="the scale's experiment file")] = DEFAULT_SCALE,
     with_: Annotated[
         list[Path] | None, typer.Option("--with", help="more experiment files, after the scale")
     ] = None,

@@ -3,13 +3,13 @@ of the constrained expert, App. B.2), the update-method ablation (§4.7, Table 3
 (§4.6).
 
 A study is a list of variants, each a set of overrides of params.yaml on top of a scale
-(``experiments/studies/small.yaml`` by default, ``paper.yaml`` for the paper's counts) and any other
-experiment files. Each variant is queued as a DVC experiment (``dvc exp run --queue -n NAME -S ...``)
-and the queue is run (``dvc queue start``). A variant's name ends with a hash of its resolved
-params, so a second call finds every finished variant by name and queues only what is missing (an
-interrupted study resumes; a changed scale or params.yaml makes new variants). All variants share
-their behaviour-cloning student: iteration 0 reads no teacher or update param, so DVC's run cache
-restores it instead of training it again.
+(``experiments/studies/cpu.yaml`` by default: params.yaml's counts; ``small.yaml`` for a quick
+check, ``paper.yaml`` for the paper's counts) and any other experiment files. Each variant is queued
+as a DVC experiment (``dvc exp run --queue -n NAME -S ...``) and the queue is run (``dvc queue
+start``). A variant's name ends with a hash of its resolved params, so a second call finds every
+finished variant by name and queues only what is missing (an interrupted study resumes; a changed
+scale or params.yaml makes new variants). All variants share their behaviour-cloning student:
+iteration 0 reads no teacher or update param, so DVC's run cache restores it instead of training it again.
 
 Results are read back from ``dvc exp show --json`` (each experiment's metrics files: the report's
 summary, the evaluation per task type, realizability), written to ``reports/studies/<study>.json``
@@ -43,7 +43,7 @@ PLOTS = {
     "self-improve": "reports/self_improve.png",
 }
 STUDY_DIR = Path(".exp/studies")  # composed experiment files (ignored by git)
-DEFAULT_SCALE = Path("experiments/studies/small.yaml")
+DEFAULT_SCALE = Path("experiments/studies/cpu.yaml")
 
 # dvc: the command line after `dvc`, returning its stdout (raises on failure).
 Dvc = Callable[[list[str]], str]
