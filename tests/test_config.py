@@ -110,6 +110,21 @@ def _dvc_param_keys() -> set[str]:
     return keys
 
 
+def test_every_stage_but_the_report_keeps_dvcs_run_cache() -> None:
+    """One plain out with `cache: false` turns DVC's run cache off for its stage (uncached metrics and
+    plots do not): every study variant would then evaluate BC and run the baseline again."""
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    for name, stage in dvc["stages"].items():
+        body = stage.get("do", stage)
+        uncached = [
+            next(iter(o))
+            for o in body.get("outs", [])
+            if isinstance(o, dict) and next(iter(o.values())).get("cache") is False
+        ]
+        if name != "report":  # its plots as files: cheap to redo, and kept in git
+            assert not uncached, f"dvc.yaml stage {name}: uncached outs {uncached} disable its run cache"
+
+
 @pytest.mark.parametrize("env_name", ["alfworld", "intercode", "webshop", "toy"])
 def test_params_yaml_has_every_key_dvc_tracks(env_name: str) -> None:
     """DVC reads tracked params from params.yaml itself: a missing key fails `dvc repro`."""

@@ -89,3 +89,10 @@ def test_repro_runs_all_then_nothing_then_only_what_changed(dvc_repo: Path) -> N
     changed = changed_by({"loop.iterations": {"1": 0, "2": 1}})
     assert {"rollout@2", "correct@2", "train@2", "report"} <= changed
     assert not {"rollout@1", "aggregate@1", "train@1", "evaluate@1"} & changed
+
+    # A workspace without BC's evaluation (as a queued study variant starts) gets it back from DVC's
+    # cache instead of running it: its outputs are all cached (see the note atop dvc.yaml).
+    for out in ("data/iter_0/eval.jsonl", "metrics/outcomes/iter_0.json", "metrics/iter_0.json"):
+        (dvc_repo / out).unlink()
+    assert "evaluate_bc" not in _ran(run_cmd([*dvc, "repro", "evaluate_bc"], dvc_repo))
+    assert (dvc_repo / "metrics/iter_0.json").exists()
