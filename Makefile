@@ -84,6 +84,9 @@ STUDY_ARGS   = --scale $(STUDY_SCALE) $(foreach f,$(STUDY_WITH),--with $(f)) --j
 .dvc:
 	$(BIN)/dvc init -q
 
+# Like `make run`, the queued variants have the machine: each uses nproc / STUDY_JOBS torch threads.
+ablation-privilege ablation-update self-improve: export LEAP_TORCH_THREADS ?= $(shell n=$$(( $$(nproc) / $(STUDY_JOBS) )); echo $$(( n > 0 ? n : 1 )))
+
 ablation-privilege: setup .dvc
 	$(BIN)/leap study privilege $(STUDY_ARGS) $(if $(ETAS),--eta $(ETAS))
 
