@@ -74,12 +74,13 @@ format: setup
 	$(BIN)/ruff check --fix src tests benchmarks
 
 # The paper's studies as queued DVC experiments (a second call re-runs no finished variant).
-STUDY_SCALE ?= experiments/studies/cpu.yaml
+# STUDY_SCALE empty: each study's default scale (experiments/studies/cpu.yaml; update: cpu-update.yaml).
+STUDY_SCALE ?=
 STUDY_WITH  ?=
 STUDY_JOBS  ?= 1
 ETAS        ?=
 BETA        ?=
-STUDY_ARGS   = --scale $(STUDY_SCALE) $(foreach f,$(STUDY_WITH),--with $(f)) --jobs $(STUDY_JOBS)
+STUDY_ARGS   = $(if $(STUDY_SCALE),--scale $(STUDY_SCALE)) $(foreach f,$(STUDY_WITH),--with $(f)) --jobs $(STUDY_JOBS)
 
 .dvc:
 	$(BIN)/dvc init -q

@@ -192,3 +192,21 @@ def test_a_study_with_nothing_finished_says_so(tmp_path: Path) -> None:
     planned = studies.plan("update", _toy_params(tmp_path), [], studies.variants("update"), tmp_path / "s")
     with pytest.raises(RuntimeError, match="no variant of 'update' has finished"):
         studies.report("update", planned, {}, track=False)
+
+
+def test_each_study_has_a_default_scale_and_the_update_one_only_caps_corrections(tmp_path: Path) -> None:
+    params = REPO / "params.yaml"
+    assert set(studies.DEFAULT_SCALES) == set(studies.STUDIES)
+    as_is = [studies.Variant("as-is", 0, {})]
+    resolved = {
+        study: studies.plan(study, params, [scale], as_is, tmp_path / "s")[0].params
+        for study, scale in studies.DEFAULT_SCALES.items()
+    }
+    update, privilege = resolved["update"], resolved["privilege"]
+    assert update.loop.max_corrections_per_trajectory == 6
+    assert privilege.loop.max_corrections_per_trajectory is None
+    # Everything else as the privilege study's scale: the same BC student and first rollouts.
+    assert update.model_dump(exclude={"loop"}) == privilege.model_dump(exclude={"loop"})
+    assert update.loop.model_dump(exclude={"max_corrections_per_trajectory"}) == privilege.loop.model_dump(
+        exclude={"max_corrections_per_trajectory"}
+    )

@@ -16,7 +16,6 @@ import typer
 
 from leap.config import ConfigError, Params, load_params
 from leap.io import RecordError
-from leap.studies import DEFAULT_SCALE
 
 app = typer.Typer(
     name="leap",
@@ -512,7 +511,12 @@ def bench(
 @app.command()
 def study(
     name: Annotated[str, typer.Argument(help="privilege | update | self-improve")],
-    scale: Annotated[Path, typer.Option(help="the scale's experiment file")] = DEFAULT_SCALE,
+    scale: Annotated[
+        Path | None,
+        typer.Option(
+            help="the scale's experiment file (default: experiments/studies/cpu.yaml; update's: cpu-update)"
+        ),
+    ] = None,
     with_: Annotated[
         list[Path] | None, typer.Option("--with", help="more experiment files, after the scale")
     ] = None,
@@ -533,6 +537,7 @@ def study(
         vs = studies.variants(
             name, etas=[float(x) for x in eta.split(",") if x.strip()], eta_level=eta_level, beta=beta
         )
+        scale = scale or studies.DEFAULT_SCALES[name]
         planned = studies.plan(name, _state["params"], [scale, *(with_ or [])], vs)
     except (ConfigError, ValueError) as e:
         _fail(str(e))

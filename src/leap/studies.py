@@ -43,7 +43,13 @@ PLOTS = {
     "self-improve": "reports/self_improve.png",
 }
 STUDY_DIR = Path(".exp/studies")  # composed experiment files (ignored by git)
-DEFAULT_SCALE = Path("experiments/studies/cpu.yaml")
+# Each study's default scale: params.yaml's counts (cpu.yaml). The update study's DPO and KTO rows
+# each repeat a step's whole history (TRL's preference trainers share no prefix, unlike the packed
+# SFT rows), so at full aggregation (565 pairs of 1.1k prompt tokens) a method trains for about 90 min
+# on 2 cores; cpu-update.yaml corrects the first 6 steps of each failed rollout (205 pairs, 119k).
+DEFAULT_SCALES = {study: Path("experiments/studies/cpu.yaml") for study in STUDIES} | {
+    "update": Path("experiments/studies/cpu-update.yaml")
+}
 
 # dvc: the command line after `dvc`, returning its stdout (raises on failure).
 Dvc = Callable[[list[str]], str]

@@ -127,10 +127,16 @@ def test_dpo_without_rejected_is_a_clear_error(student: StudentParams, tmp_path:
 
 
 def test_kto_uses_rejected_as_undesirable(student: StudentParams, tmp_path: Path) -> None:
-    mixed = [_example(0), _example(1, rejected=False)]
+    turns = [
+        *_example(2).completion,
+        Message(role="user", content="You see a shelf 3."),
+        *_example(3).completion,
+    ]
+    demo = _example(2, rejected=False).model_copy(update={"completion": turns})
+    mixed = [_example(0), _example(1, rejected=False), demo]
     trainer = build_trainer(mixed, student, _train("kto", batch_size=1), tmp_path, progress=False)
     labels = sorted(trainer.train_dataset["label"])
-    assert labels == [False, True, True]
+    assert labels == [False, True, True]  # the whole-episode demonstration is not a KTO row
     assert trainer.args.per_device_train_batch_size == 2  # KTO's KL estimate needs two rows
 
 

@@ -105,15 +105,22 @@ def kto_dataset(examples: list[TrainExample], seed: int) -> Dataset:
 
     Shuffled here with ``seed``: TRL's KTO reads the data in order (its KL estimate pairs
     neighbours in a batch), so without shuffling a batch would hold one task's steps only.
+    A whole-episode demonstration (its completion holds the observations as user turns) is left
+    out: TRL's KTO scores every completion token, observations included. Like DPO, KTO then learns
+    from the corrections; the demonstrations are in the adapter it starts from.
     """
     rows: list[dict[str, Any]] = []
     for ex in examples:
+        if len(ex.completion) > 1:
+            continue
         prompt = _msgs(ex.prompt)
         rows.append({"prompt": prompt, "completion": _msgs(ex.completion), "label": True})
         if ex.rejected is not None and not _same(ex.rejected, ex.completion):
             rows.append({"prompt": prompt, "completion": _msgs(ex.rejected), "label": False})
     if not rows:
-        raise TrainingDataError("no training examples")
+        raise TrainingDataError(
+            f"KTO needs single-step examples (teacher corrections); none of the {len(examples)} has one"
+        )
     random.Random(seed).shuffle(rows)
     return Dataset.from_list(rows)
 
