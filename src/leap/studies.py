@@ -88,10 +88,10 @@ def variants(
         extra = {} if beta is None else {"train.beta": beta}
         return [Variant(m, m, {"train.method": m, **extra}) for m in ("sft", "dpo", "kto")]
     if study == "self-improve":
-        # Two iterations: the student of iteration 1 teaches iteration 2 (paper §4.6); the oracle
+        # The latest trained student, given the privileged facts, teaches the next iteration (paper
+        # §4.6): at iteration 1 the BC student itself. The scale sets the iterations; the oracle
         # teacher at the same scale is the reference.
-        shared = {"loop.iterations": {"1": 0, "2": 1}, "teacher.local.model": "student"}
-        shared["teacher.local.max_new_tokens"] = 48
+        shared = {"teacher.local.model": "student", "teacher.local.max_new_tokens": 48}
         return [
             Variant("self", "student as its own teacher", {"teacher.kind": "local", **shared}),
             Variant("oracle", "oracle teacher", {"teacher.kind": "oracle", **shared}),
