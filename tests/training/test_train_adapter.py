@@ -14,7 +14,7 @@ from leap.records import Message, TrainExample
 from leap.students.models import load_student
 from leap.training import TrainingDataError, train_adapter
 from leap.training.data import select_examples
-from leap.training.trainer import TRAIN_META, build_trainer, micro_batching
+from leap.training.trainer import TRAIN_META, build_trainer, micro_batching, sort_target_modules
 
 PROMPT_TEXT = "Task: put the mug on shelf {i}"
 COMPLETION = "Reason: The mug goes on the shelf.\nAction: put mug 1 in/on shelf {i}"
@@ -114,6 +114,24 @@ def test_continue_from_previous_adapter(student: StudentParams, tmp_path: Path) 
     b = load_file(second / "adapter_model.safetensors")
     assert a.keys() == b.keys()  # only the trained adapter is saved (no "ref" copy)
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_same_data_writes_the_same_adapter_folder(student: StudentParams, tmp_path: Path) -> None:
+    """DVC hashes the folder: if a retrain wrote other bytes, every later stage would run again."""
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for out in folders:
+        train_adapter(EXAMPLES, student, _train("sft"), out, progress=False)
+    files = sorted(f.name for f in folders[0].iterdir())
+    assert files == sorted(f.name for f in folders[1].iterdir()) and TRAIN_META in files
+    for name in files:
+        assert (folders[0] / name).read_bytes() == (folders[1] / name).read_bytes(), name
+    # PEFT lists "all-linear"'s modules from a set, in the order of the process's string hashing.
+    config = folders[0] / "adapter_config.json"
+    data = json.loads(config.read_text())
+    data["target_modules"] = sorted(data["target_modules"], reverse=True)
+    config.write_text(json.dumps(data))
+    sort_target_modules(config)
+    assert json.loads(config.read_text())["target_modules"] == sorted(data["target_modules"])
 
 
 def test_dpo_without_rejected_is_a_clear_error(student: StudentParams, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -43,6 +44,10 @@ from leap.training.data import (
 log = logging.getLogger(__name__)
 
 TRAIN_META = "leap_train.json"  # written beside the adapter: metrics and the parameters that made it
+# The adapter folder is a DVC output later stages depend on: the same data must write the same bytes
+# (the weights do, at a fixed thread count), so that DVC's run cache restores what follows a retrain.
+# Timings stay out of it (they are in the stage's metrics file).
+_NOT_IN_META = ("loss_history", "seconds", "tokens_per_s")
 
 
 def _checkpointing_arg() -> str:
@@ -323,14 +328,24 @@ def train_adapter(
         with atomic_path(out_dir) as tmp:
             # Only the trained adapter: DPO/KTO add a frozen "ref" copy when continuing one.
             model.save_pretrained(str(tmp), selected_adapters=["default"])
+            sort_target_modules(tmp / "adapter_config.json")
             tokenizer.padding_side = "left"  # ready for batched generation when reloaded
             tokenizer.save_pretrained(str(tmp))
             write_json(
                 tmp / TRAIN_META,
                 {
-                    "metrics": {k: v for k, v in metrics.items() if k != "loss_history"},
+                    "metrics": {k: v for k, v in metrics.items() if k not in _NOT_IN_META},
                     "student": student.model_dump(mode="json"),
                     "train": {**train.model_dump(mode="json"), "method": method},
                 },
             )
     return metrics
+
+
+def sort_target_modules(config: Path) -> None:
+    """PEFT writes the ``target_modules`` that "all-linear" resolves to from a set, in an order that
+    changes with each process's string hashing; sorted, the same adapter writes the same file."""
+    data = json.loads(config.read_text(encoding="utf-8"))
+    if isinstance(data.get("target_modules"), list):
+        data["target_modules"] = sorted(data["target_modules"])
+        write_json(config, data)
