@@ -210,3 +210,23 @@ def test_each_study_has_a_default_scale_and_the_update_one_only_caps_corrections
     assert update.loop.model_dump(exclude={"max_corrections_per_trajectory"}) == privilege.loop.model_dump(
         exclude={"max_corrections_per_trajectory"}
     )
+
+
+def test_the_learning_curve_plot_has_an_interval_per_iteration(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    rows = [
+        {
+            "label": "student as its own teacher",
+            "learning_curve": {"valid": [0.4, 0.1]},
+            "splits": {"valid": {"n": 30}},
+        },
+        {
+            "label": "oracle teacher",
+            "learning_curve": {"valid": [0.4, 0.5, 0.6]},
+            "splits": {},
+        },  # no n: no bars
+    ]
+    out = tmp_path / "curve.png"
+    studies.plot_learning_curves(rows, "valid", out)
+    assert imread(out).shape[0] > 100

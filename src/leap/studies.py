@@ -336,11 +336,23 @@ def plot_tradeoff(study: str, rows: list[dict[str, Any]], split: str, out: Path)
 
 
 def plot_learning_curves(rows: list[dict[str, Any]], split: str, out: Path) -> None:
+    """Success per iteration (0 = BC) with 95% Wilson intervals, one line per variant."""
+    from leap.stats import wilson
+
     fig, ((ax,),) = _figure(1, 1, 5.0)
+    longest = 0
     for r in rows:
         ys = r["learning_curve"].get(split) or []
-        ax.plot(range(len(ys)), ys, "o-", label=r["label"])
-    ax.set(xlabel="LEAP iteration", ylabel=f"success rate ({split})", ylim=(-0.05, 1.05))
+        n = (r["splits"].get(split) or {}).get("n", 0)
+        cis = [wilson(round(y * n), n) for y in ys] if n else [(y, y) for y in ys]
+        err = [
+            [y - lo for y, (lo, _) in zip(ys, cis, strict=True)],
+            [hi - y for y, (_, hi) in zip(ys, cis, strict=True)],
+        ]
+        ax.errorbar(range(len(ys)), ys, yerr=err, fmt="o-", capsize=3, label=r["label"])
+        longest = max(longest, len(ys))
+    ax.set_xticks(range(longest))
+    ax.set(xlabel="LEAP iteration (0: BC)", ylabel=f"success rate ({split}, 95% CI)", ylim=(-0.05, 1.05))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     _save(fig, out)
