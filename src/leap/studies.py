@@ -45,8 +45,9 @@ PLOTS = {
 STUDY_DIR = Path(".exp/studies")  # composed experiment files (ignored by git)
 # Each study's default scale: params.yaml's counts (cpu.yaml). The update study's DPO and KTO rows
 # each repeat a step's whole history (TRL's preference trainers share no prefix, unlike the packed
-# SFT rows), so at full aggregation (565 pairs of 1.1k prompt tokens) a method trains for about 90 min
-# on 2 cores; cpu-update.yaml corrects the first 6 steps of each failed rollout (205 pairs, 119k).
+# SFT rows): at full aggregation, 565 pairs of 1.1k prompt tokens, DPO would train for about 105 min
+# on 2 cores (measured: 192 tokens/s); cpu-update.yaml corrects the first 6 steps of each failed
+# rollout (204 pairs: DPO 22 min).
 DEFAULT_SCALES = {study: Path("experiments/studies/cpu.yaml") for study in STUDIES} | {
     "update": Path("experiments/studies/cpu-update.yaml")
 }
