@@ -310,8 +310,13 @@ def plot_tradeoff(study: str, rows: list[dict[str, Any]], split: str, out: Path)
             [s - r["splits"][split]["success_ci"][0] for s, r in zip(succ, rs, strict=True)],
             [r["splits"][split]["success_ci"][1] - s for s, r in zip(succ, rs, strict=True)],
         ]
-        a_succ.errorbar(pos, succ, yerr=err, fmt="o-", capsize=3)
-        a_act.plot(pos, [r["splits"][split]["avg_actions"] for r in rs], "o-")
+        style = "o" if study == "update" else "o-"  # methods are categories: no line between them
+        a_succ.errorbar(pos, succ, yerr=err, fmt=style, capsize=3)
+        bc = rs[0]["learning_curve"].get(split) or []
+        if bc:  # iteration 0 of every variant is the same BC student
+            a_succ.axhline(bc[0], color="grey", ls="--", lw=1, label="BC")
+            a_succ.legend(fontsize=7)
+        a_act.plot(pos, [r["splits"][split]["avg_actions"] for r in rs], style)
         real = [r["realize"].get(str(r["iteration"])) or {} for r in rs]
         nan = float("nan")
         lp = [
@@ -319,7 +324,7 @@ def plot_tradeoff(study: str, rows: list[dict[str, Any]], split: str, out: Path)
             for x in real
         ]
         match = [nan if x.get("action_match_rate") is None else x["action_match_rate"] for x in real]
-        a_real.plot(pos, lp, "o-", color="C0", label="log-likelihood / token")
+        a_real.plot(pos, lp, style, color="C0", label="log-likelihood / token")
         a_real.set_ylabel("corrections' log-likelihood per token", color="C0")
         twin = a_real.twinx()
         twin.plot(pos, match, "s--", color="C1", label="action match")
