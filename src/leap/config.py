@@ -244,6 +244,12 @@ class TrainParams(Strict):
     )
     max_length: int = Field(default=512, ge=32)
     beta: float = Field(default=0.1, gt=0, description="DPO/KTO temperature")
+    dpo_sft_weight: float | None = Field(
+        default=None,
+        gt=0,
+        description="DPO only: weight of an SFT term (negative log-likelihood of the chosen step) added "
+        "to the preference loss (RPO; TRL's loss_type ['sigmoid', 'sft']); null: the preference loss alone",
+    )
     max_examples: int | None = Field(default=None, ge=1, description="cap (newest kept) for quick runs")
     seed: int = 0
     launcher: Literal["none", "accelerate"] = Field(

@@ -116,6 +116,26 @@ def test_continue_from_previous_adapter(student: StudentParams, tmp_path: Path) 
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
+def test_dpo_sft_weight_adds_the_chosen_steps_nll(student: StudentParams, tmp_path: Path) -> None:
+    """RPO: at step 1 policy == reference, so DPO's term is ln 2 and the rest is w x the chosen NLL."""
+    first = tmp_path / "iter_1"
+    train_adapter(EXAMPLES, student, _train("sft"), first, progress=False)
+    losses = [
+        train_adapter(
+            EXAMPLES,
+            student,
+            _train("dpo", dpo_sft_weight=w),
+            tmp_path / f"w{w}",
+            init_adapter=first,
+            progress=False,
+        )["loss_history"][0][1]
+        for w in (1.0, 2.0)
+    ]
+    nll = losses[0] - math.log(2)
+    assert nll > 0.05  # the SFT term is there
+    assert losses[1] - math.log(2) == pytest.approx(2 * nll, rel=1e-3)  # and weighted
+
+
 def test_the_same_data_writes_the_same_adapter_folder(student: StudentParams, tmp_path: Path) -> None:
     """DVC hashes the folder: if a retrain wrote other bytes, every later stage would run again."""
     folders = [tmp_path / "a", tmp_path / "b"]
