@@ -24,7 +24,7 @@ help:
 	@echo "make lint      ruff check + ruff format --check (CI runs it before the tests)"
 	@echo "make format    ruff format + ruff check --fix"
 	@echo "make ablation-privilege  λ0..λ4 (ETAS=0,1,4: also the constrained expert) from one BC student"
-	@echo "make ablation-update     SFT vs DPO vs KTO on the same corrections (BETA=0.1)"
+	@echo "make ablation-update     SFT vs DPO vs KTO on the same corrections (BETA=0.1, PREF_LR=1e-4)"
 	@echo "make self-improve        the student as its own privileged teacher, against the oracle"
 	@echo "                         (STUDY_SCALE=experiments/studies/paper.yaml: the larger scale;"
 	@echo "                          STUDY_WITH=experiments/studies/toy.yaml: the toy environment)"
@@ -80,6 +80,7 @@ STUDY_WITH  ?=
 STUDY_JOBS  ?= 1
 ETAS        ?=
 BETA        ?=
+PREF_LR     ?=
 STUDY_ARGS   = $(if $(STUDY_SCALE),--scale $(STUDY_SCALE)) $(foreach f,$(STUDY_WITH),--with $(f)) --jobs $(STUDY_JOBS)
 
 .dvc:
@@ -92,7 +93,7 @@ ablation-privilege: setup .dvc
 	$(BIN)/leap study privilege $(STUDY_ARGS) $(if $(ETAS),--eta $(ETAS))
 
 ablation-update: setup .dvc
-	$(BIN)/leap study update $(STUDY_ARGS) $(if $(BETA),--beta $(BETA))
+	$(BIN)/leap study update $(STUDY_ARGS) $(if $(BETA),--beta $(BETA)) $(if $(PREF_LR),--preference-lr $(PREF_LR))
 
 self-improve: setup .dvc
 	$(BIN)/leap study self-improve $(STUDY_ARGS)

@@ -36,8 +36,13 @@ def test_variants_of_each_study_set_the_same_keys() -> None:
     assert priv[0].overrides == {"teacher.privilege_level": 0, "teacher.eta": None}  # η off, explicitly
     upd = studies.variants("update", beta=0.3)
     assert [v.overrides for v in upd] == [
-        {"train.method": m, "train.beta": 0.3} for m in ("sft", "dpo", "kto")
+        {"train.method": m, "train.iteration_learning_rate": lr, "train.beta": 0.3}
+        for m, lr in (("sft", None), ("dpo", 1e-4), ("kto", 1e-4))
+    ]  # SFT keeps train.learning_rate, explicitly; the preference methods their own
+    lrs = [
+        v.overrides["train.iteration_learning_rate"] for v in studies.variants("update", preference_lr=5e-5)
     ]
+    assert lrs == [None, 5e-5, 5e-5]
     selfi = studies.variants("self-improve")
     assert selfi[0].overrides["teacher.kind"] == "local" and selfi[1].overrides["teacher.kind"] == "oracle"
     for vs in (priv, upd, selfi):

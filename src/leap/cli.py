@@ -525,6 +525,12 @@ def study(
     ] = "",
     eta_level: Annotated[int, typer.Option(help="the constrained expert's π_p level (π_n is λ0)")] = 4,
     beta: Annotated[float | None, typer.Option(help="update study: train.beta of DPO and KTO")] = None,
+    preference_lr: Annotated[
+        float | None,
+        typer.Option(
+            help="update study: DPO's and KTO's learning rate (default: studies.UPDATE_LEARNING_RATES)"
+        ),
+    ] = None,
     jobs: Annotated[int, typer.Option(help="experiments run at once (dvc queue start -j)")] = 1,
     report_only: Annotated[bool, typer.Option(help="only collect, plot and log what has finished")] = False,
     dry_run: Annotated[bool, typer.Option(help="print the variants and their overrides only")] = False,
@@ -535,7 +541,11 @@ def study(
 
     try:
         vs = studies.variants(
-            name, etas=[float(x) for x in eta.split(",") if x.strip()], eta_level=eta_level, beta=beta
+            name,
+            etas=[float(x) for x in eta.split(",") if x.strip()],
+            eta_level=eta_level,
+            beta=beta,
+            preference_lr=preference_lr,
         )
         scale = scale or studies.DEFAULT_SCALES[name]
         planned = studies.plan(name, _state["params"], [scale, *(with_ or [])], vs)

@@ -52,6 +52,11 @@ DEFAULT_SCALES = {study: Path("experiments/studies/cpu.yaml") for study in STUDI
     "update": Path("experiments/studies/cpu-update.yaml")
 }
 
+# The iterations' learning rate of each update method (train.iteration_learning_rate; None keeps
+# train.learning_rate, SFT's 2e-3). At 2e-3 DPO's reasons collapsed into token soup and KTO's loss
+# saturated within 35 steps; at 1e-4 both keep fluent reasons (RESULTS.md, the update study).
+UPDATE_LEARNING_RATES: dict[str, float | None] = {"sft": None, "dpo": 1e-4, "kto": 1e-4}
+
 # dvc: the command line after `dvc`, returning its stdout (raises on failure).
 Dvc = Callable[[list[str]], str]
 
@@ -73,10 +78,15 @@ class Variant:
 
 
 def variants(
-    study: str, *, etas: Sequence[float] = (), eta_level: int = 4, beta: float | None = None
+    study: str,
+    *,
+    etas: Sequence[float] = (),
+    eta_level: int = 4,
+    beta: float | None = None,
+    preference_lr: float | None = None,
 ) -> list[Variant]:
     """The variants of ``study``. Every variant of a study sets the same keys, so none inherits a
-    value from another."""
+    value from another. ``preference_lr`` replaces DPO's and KTO's learning rate."""
     if study == "privilege":
         out = [Variant(f"l{lv}", lv, {"teacher.privilege_level": lv, "teacher.eta": None}) for lv in range(5)]
         # The constrained expert between π_p = λ{eta_level} and π_n = λ0.
@@ -87,7 +97,13 @@ def variants(
         return out
     if study == "update":
         extra = {} if beta is None else {"train.beta": beta}
-        return [Variant(m, m, {"train.method": m, **extra}) for m in ("sft", "dpo", "kto")]
+        lrs = UPDATE_LEARNING_RATES | (
+            {} if preference_lr is None else {"dpo": preference_lr, "kto": preference_lr}
+        )
+        return [
+            Variant(m, m, {"train.method": m, "train.iteration_learning_rate": lrs[m], **extra})
+            for m in ("sft", "dpo", "kto")
+        ]
     if study == "self-improve":
         # The latest trained student, given the privileged facts, teaches the next iteration (paper
         # §4.6): at iteration 1 the BC student itself. The scale sets the iterations; the oracle
