@@ -54,7 +54,8 @@ DEFAULT_SCALES = {study: Path("experiments/studies/cpu.yaml") for study in STUDI
 
 # The iterations' learning rate of each update method (train.iteration_learning_rate; None keeps
 # train.learning_rate, SFT's 2e-3). At 2e-3 DPO's reasons collapsed into token soup and KTO's loss
-# saturated within 35 steps; at 1e-4 both keep fluent reasons (RESULTS.md, the update study).
+# saturated within 35 steps; at 1e-4 both keep fluent reasons, though no rate tried gave either a
+# `valid` success above 0 (RESULTS.md, the update study).
 UPDATE_LEARNING_RATES: dict[str, float | None] = {"sft": None, "dpo": 1e-4, "kto": 1e-4}
 
 # dvc: the command line after `dvc`, returning its stdout (raises on failure).

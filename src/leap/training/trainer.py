@@ -137,13 +137,10 @@ def _trl_args(method: str, student: StudentParams, train: TrainParams, work_dir:
             dataset_kwargs={"skip_prepare_dataset": True},
         )
     if method == "dpo":
-        if train.dpo_sft_weight is None:
-            return DPOConfig(**common, beta=train.beta)
         # RPO: the chosen step's likelihood is also pulled up, so the pair's margin cannot grow by
         # pushing both steps down (what DPO alone did here: RESULTS.md, the update study).
-        return DPOConfig(
-            **common, beta=train.beta, loss_type=["sigmoid", "sft"], loss_weights=[1.0, train.dpo_sft_weight]
-        )
+        rpo = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, train.dpo_sft_weight]}
+        return DPOConfig(**common, beta=train.beta, **(rpo if train.dpo_sft_weight else {}))
     if method == "kto":
         return KTOConfig(**common, beta=train.beta)
     raise ValueError(f"unknown training method {method!r} (expected sft, dpo or kto)")
