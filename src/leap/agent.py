@@ -103,6 +103,21 @@ def strip_privileged(ctx: StepContext) -> StepContext:
     )
 
 
+def cycle_actions(history: list[Step], observation: str) -> list[str]:
+    """Actions already chosen in this same situation: at an earlier step that saw ``observation``
+    right after the same action as the last one. Choosing one again in a deterministic environment
+    repeats a cycle (go to A, go to B, go to A, go to B, ...: a small greedy student's oscillation;
+    with the same action twice in a row, its latching)."""
+    if not history:
+        return []
+    last = history[-1].action
+    return [
+        history[s].action
+        for s in range(1, len(history))
+        if history[s].observation == observation and history[s - 1].action == last
+    ]
+
+
 # An environment's oracle: (context with the privileged state, the student's step or None, level) -> step.
 OracleFn = Callable[[StepContext, StepLabel | None, int], StepLabel]
 

@@ -198,6 +198,12 @@ class StudentParams(Strict):
         description="never repeat the previous action when it did nothing (the latching effect); "
         "with constrained actions only",
     )
+    avoid_cycles: bool = Field(
+        default=False,
+        description="never choose again an action already chosen in the same situation (the same "
+        "observation after the same previous action): breaks oscillation between two places; with "
+        "constrained actions only",
+    )
     batch_size: int = Field(default=16, ge=1, description="episodes generated together (engine rows)")
     backend: Literal["hf", "openai"] = Field(
         default="hf",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from statistics import fmean
 
+from leap.agent import cycle_actions
 from leap.records import CategoryMetrics, EvalResult, Trajectory
 from leap.stats import wilson
 
@@ -27,6 +28,12 @@ def repeats(traj: Trajectory) -> int:
     return n
 
 
+def cycles(traj: Trajectory) -> int:
+    """Steps that choose an action already chosen in the same situation (:func:`cycle_actions`)."""
+    steps = traj.steps
+    return sum(steps[k].action in cycle_actions(steps[:k], steps[k].observation) for k in range(len(steps)))
+
+
 def summarize(trajs: list[Trajectory], *, policy: str, iteration: int | None, split: str) -> EvalResult:
     by_cat: dict[str, list[Trajectory]] = defaultdict(list)
     for t in trajs:
@@ -44,6 +51,7 @@ def summarize(trajs: list[Trajectory], *, policy: str, iteration: int | None, sp
         avg_actions=_mean([float(t.num_actions) for t in trajs]),
         avg_actions_solved=_mean([float(t.num_actions) for t in solved]) if solved else None,
         repeat_rate=sum(repeats(t) for t in trajs) / n_steps,
+        cycle_rate=sum(cycles(t) for t in trajs) / n_steps,
         avg_reward=_mean([t.reward for t in trajs]),
         invalid_action_rate=sum(t.num_invalid for t in trajs) / n_steps,
         parse_error_rate=sum(t.num_parse_errors for t in trajs) / n_steps,
@@ -76,6 +84,7 @@ def flat_metrics(results: dict[str, EvalResult]) -> dict[str, float]:
         out[f"{split}/success_rate"] = r.success_rate
         out[f"{split}/success_ci_low"], out[f"{split}/success_ci_high"] = r.success_ci
         out[f"{split}/repeat_rate"] = r.repeat_rate
+        out[f"{split}/cycle_rate"] = r.cycle_rate
         if r.avg_actions_solved is not None:
             out[f"{split}/avg_actions_solved"] = r.avg_actions_solved
         out[f"{split}/avg_actions"] = r.avg_actions

@@ -202,6 +202,11 @@ class EvalResult(Record):
     repeat_rate: float = Field(
         default=0.0, description="steps that repeat the previous action after it changed nothing (latching)"
     )
+    cycle_rate: float = Field(
+        default=0.0,
+        description="steps that choose an action already chosen in the same situation (the same "
+        "observation after the same previous action): oscillation and latching",
+    )
     parse_error_rate: float = 0.0
     score_components: dict[str, float] = Field(default_factory=dict)
     by_category: dict[str, CategoryMetrics] = Field(default_factory=dict)

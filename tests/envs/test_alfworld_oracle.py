@@ -192,6 +192,29 @@ def test_ranked_seen_memory_says_where_the_needed_object_was_seen():
     assert look.endswith(" Seen: desklamp 1 at desk 1.")
 
 
+def test_ranked_held_memory_says_what_the_agent_holds():
+    """`memory: ranked_held`: the ranked line and what the agent holds (nothing, then what it picked
+    up, then nothing once it put it down); the belief reads past it."""
+    from leap.envs.alfworld.belief import memory_line, strip_memory
+
+    goal = parse_goal("put a laptop in bed")
+    b = Belief()
+    b.observe("Looking quickly around you, you see a desk 1, and a bed 1.")
+    holding = []
+    for action, result in [
+        ("go to desk 1", "You arrive at desk 1. On the desk 1, you see a laptop 1."),
+        ("take laptop 1 from desk 1", "You pick up the laptop 1 from the desk 1."),
+        ("go to bed 1", "You arrive at bed 1. On the bed 1, you see nothing."),
+        ("move laptop 1 to bed 1", "You move the laptop 1 to the bed 1."),
+    ]:
+        b.apply(action, result)
+        line = memory_line(b, "ranked_held", goal)
+        assert line.startswith(memory_line(b, "ranked", goal).removesuffix("."))
+        assert strip_memory(f"{result}\n{line}") == result
+        holding.append(line.rpartition(" Holding: ")[2])
+    assert holding == ["nothing.", "laptop 1.", "laptop 1.", "nothing."]
+
+
 def test_taking_an_unprocessed_object_from_the_goal_receptacle_says_why():
     """A student that put the apple in the garbagecan before cooling it is corrected with "take it
     back", and the reason says what is missing (visible: the agent never cooled it), not "I found it"."""

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from leap.agent import Policy, PolicyOutput, StepContext
+from leap.agent import Policy, PolicyOutput, StepContext, cycle_actions
 from leap.config import StudentParams
-from leap.records import Task
+from leap.metrics import cycles, summarize
+from leap.records import Step, Task, Trajectory
 from leap.students import models
 from leap.students.engine import Completion
 from leap.students.generation import ActionLineStop, Generator
@@ -151,3 +152,59 @@ def test_torch_threads_knob(monkeypatch: pytest.MonkeyPatch) -> None:
             models.configure_torch_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def _step(obs: str, action: str, valid: bool = True) -> Step:
+    return Step(observation=obs, reason="r", action=action, valid=valid)
+
+
+# go to A, go to B, go to A: back at A after going to A, where it went to B before
+_OSCILLATION = [
+    _step("start", "go to shelf 1"),
+    _step("At shelf 1.", "go to shelf 2"),
+    _step("At shelf 2.", "go to shelf 1"),
+]
+
+
+def test_cycle_actions_are_choices_already_made_in_the_same_situation() -> None:
+    assert cycle_actions(_OSCILLATION, "At shelf 1.") == ["go to shelf 2"]
+    assert cycle_actions(_OSCILLATION, "At shelf 1. A mug 1 is here now.") == []  # the room changed
+    assert cycle_actions(_OSCILLATION[:2], "At shelf 2.") == []  # first time at shelf 2
+    assert cycle_actions([], "start") == []
+    # latching: the same action twice and the same observation -> that action is a cycle
+    latch = [_step("start", "look"), _step("You see a shelf.", "look")]
+    assert cycle_actions(latch, "You see a shelf.") == ["look"]
+
+
+def test_cycle_rate_counts_the_steps_that_repeat_a_cycle() -> None:
+    task = Task(task_id="t", env="alfworld", split="valid", category="c", instruction="do")
+    steps = [*_OSCILLATION, _step("At shelf 1.", "go to shelf 2"), _step("At shelf 2.", "look")]
+    traj = Trajectory(
+        task_id="t",
+        env="alfworld",
+        split="valid",
+        category="c",
+        instruction=task.instruction,
+        policy="p",
+        steps=steps,
+        success=False,
+    )
+    assert cycles(traj) == 1  # step 3 (go to shelf 2 again from shelf 1); step 4 chose something new
+    assert summarize([traj], policy="p", iteration=0, split="valid").cycle_rate == 1 / 5
+
+
+@pytest.mark.parametrize("avoid", [True, False])
+def test_avoid_cycles_bans_the_cycle_and_the_engine_obeys(tiny: tuple, avoid: bool) -> None:
+    model, tok = tiny
+    params = StudentParams(max_new_tokens=6, batch_size=1, avoid_cycles=avoid)
+    policy = StudentPolicy(params, None, "student:test", model=model, tokenizer=tok)
+    task = Task(task_id="t", env="alfworld", split="train", category="c", instruction="do the thing")
+    ctx = StepContext(
+        task=task, history=_OSCILLATION, observation="At shelf 1.", admissible_actions=["go to shelf 2"]
+    )
+    assert policy.request(ctx).banned == (["go to shelf 2"] if avoid else [])
+    # the only admissible action stays allowed (a ban never leaves the trie empty)
+    assert policy.act([ctx])[0].action == "go to shelf 2"
+    ctx.admissible_actions = ["go to shelf 2", "go to shelf 3"]
+    if avoid:
+        assert policy.act([ctx])[0].action == "go to shelf 3"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from leap.agent import PolicyOutput, StepContext
+from leap.agent import PolicyOutput, StepContext, cycle_actions
 from leap.config import StudentParams
 from leap.prompts.parsing import SNAP_THRESHOLD, parse_completion, snap_action
 from leap.records import Message
@@ -54,6 +54,8 @@ class StudentTurns:
         banned: list[str] = []
         if actions and self.params.avoid_noop_repeat and ctx.history and not ctx.history[-1].valid:
             banned = [ctx.history[-1].action]
+        if actions and self.params.avoid_cycles:
+            banned += cycle_actions(ctx.history, ctx.observation)
         return Request(self.prompt_ids(build_messages(ctx, self.params)), actions=actions, banned=banned)
 
     def _output(self, ctx: StepContext, text: str) -> PolicyOutput:

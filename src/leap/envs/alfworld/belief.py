@@ -41,24 +41,31 @@ MEMORY_PREFIXES = {
     "unchecked": "Not checked yet: ",
     "ranked": "Not checked yet, likeliest first: ",
     "ranked_seen": "Not checked yet, likeliest first: ",  # + where what the task needs was seen
+    "ranked_held": "Not checked yet, likeliest first: ",  # + what the agent holds
 }
-RANKED = frozenset({"ranked", "ranked_seen"})  # kinds in search order, shown from the first observation
+RANKED = frozenset(
+    {"ranked", "ranked_seen", "ranked_held"}
+)  # kinds in search order, shown from the first observation
 
 
 def memory_line(b: Belief, kind: str, goal: Goal | None = None) -> str:
     """``checked``: the receptacles whose contents the agent has seen, in the order it first saw them;
     ``unchecked``: the room's receptacles whose contents it has not seen yet (closed ones stay until
     opened); ``ranked``: the same, in the order common sense would search them for what ``goal``
-    still needs (:func:`search_order`); ``ranked_seen``: ``ranked`` and :func:`seen_clause`.
-    "" where there is nothing to say."""
+    still needs (:func:`search_order`); ``ranked_seen``: ``ranked`` and :func:`seen_clause`;
+    ``ranked_held``: ``ranked`` and what the agent holds. "" where there is nothing to say."""
     if kind == "checked":
         return MEMORY_PREFIXES[kind] + ", ".join(b.contents) + "." if b.contents else ""
-    if kind in ("unchecked", "ranked", "ranked_seen"):
+    if kind in ("unchecked", *RANKED):
         if kind in RANKED and goal is not None:
             rest = [r for group in search_order(b, goal) for r in group]
         else:
             rest = [r for r in b.receptacles if not b.visited(r)]
         line = MEMORY_PREFIXES[kind] + (", ".join(rest) if rest else "nothing") + "."
+        if kind == "ranked_held":
+            # what it holds, from its own "You pick up"/"You move" lines: a small student loses track
+            # and writes "I put the pot in ..." while holding a tomato
+            return f"{line} Holding: {b.held or 'nothing'}."
         return line + (seen_clause(b, goal) if kind == "ranked_seen" and goal is not None else "")
     return ""
 

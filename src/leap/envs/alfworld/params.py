@@ -23,13 +23,14 @@ class AlfworldParams(BaseModel):
         default=None,
         description="games in the official ALFWorld layout (e.g. $ALFWORLD_DATA); null: generate them",
     )
-    memory: Literal["none", "checked", "unchecked", "ranked", "ranked_seen"] = Field(
+    memory: Literal["none", "checked", "unchecked", "ranked", "ranked_seen", "ranked_held"] = Field(
         default="none",
         description="append a line to every observation after the first, from what the agent was shown "
         "(a summary of its own history): 'checked' lists the receptacles it has looked into, 'unchecked' "
         "those it has not; 'ranked' (also on the first observation) lists those in the order common "
         "sense would search them for what the task still needs (the λ0 oracle's order); 'ranked_seen' adds "
-        "where the agent has seen what the task still needs (e.g. the second laptop of a two-object task)",
+        "where the agent has seen what the task still needs (e.g. the second laptop of a two-object task); "
+        "'ranked_held' adds what the agent holds",
     )
     games_dir: str = Field(default="data/prepared/alfworld_games", description="where `prepare` writes games")
     task_types: list[str] = Field(default_factory=lambda: list(TASK_TYPES))
