@@ -43,9 +43,8 @@ MEMORY_PREFIXES = {
     "ranked_seen": "Not checked yet, likeliest first: ",  # + where what the task needs was seen
     "ranked_held": "Not checked yet, likeliest first: ",  # + what the agent holds
 }
-RANKED = frozenset(
-    {"ranked", "ranked_seen", "ranked_held"}
-)  # kinds in search order, shown from the first observation
+# kinds in search order, shown from the first observation
+RANKED = frozenset({"ranked", "ranked_seen", "ranked_held"})
 
 
 def memory_line(b: Belief, kind: str, goal: Goal | None = None) -> str:
