@@ -388,6 +388,45 @@ def play(
 
 
 @app.command()
+def pair(
+    a: Annotated[
+        list[Path], typer.Option("--a", "-a", help="evaluation JSONL of policy A (repeat to merge)")
+    ],
+    b: Annotated[
+        list[Path], typer.Option("--b", "-b", help="evaluation JSONL of policy B (repeat to merge)")
+    ],
+    pool: Annotated[
+        str, typer.Option(help="splits also compared together, comma-separated")
+    ] = "test,test_ood",
+) -> None:
+    """A minus B, paired on the games both played: success with 95% Wilson intervals, the paired
+    difference (bootstrap 95% interval), games only A / only B solved, McNemar's p; per split and
+    over the pooled splits. E.g. `leap pair -a data/iter_1/eval.jsonl -b data/iter_0/eval.jsonl`."""
+    from leap.io import read_jsonl
+    from leap.metrics import paired
+    from leap.records import Trajectory
+    from leap.stats import wilson
+
+    try:
+        ta = [t for p in a for t in read_jsonl(p, Trajectory)]
+        tb = [t for p in b for t in read_jsonl(p, Trajectory)]
+    except RecordError as e:
+        _fail(str(e))
+    rows = paired(ta, tb, tuple(s for s in pool.split(",") if s))
+    if not rows:
+        _fail("A and B share no split and game (task id)")
+    typer.echo("| split | n | A | B | A − B, paired | only A / only B | p |\n|---|---|---|---|---|---|---|")
+    for split, c in rows.items():
+        ci = [wilson(round(x * c.n), c.n) for x in (c.success_a, c.success_b)]
+        typer.echo(
+            f"| {split} | {c.n} | {c.success_a:.2f} [{ci[0][0]:.2f}, {ci[0][1]:.2f}] "
+            f"| {c.success_b:.2f} [{ci[1][0]:.2f}, {ci[1][1]:.2f}] "
+            f"| {c.diff:+.2f} [{c.ci_low:+.2f}, {c.ci_high:+.2f}] "
+            f"| {c.only_a} / {c.only_b} | {c.p_value:.3f} |"
+        )
+
+
+@app.command()
 def view(
     path: Annotated[Path, typer.Argument(help="a trajectories or corrections JSONL file")],
     index: Annotated[int | None, typer.Option(help="show only this record")] = None,

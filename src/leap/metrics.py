@@ -7,7 +7,7 @@ from statistics import fmean
 
 from leap.agent import cycle_actions
 from leap.records import CategoryMetrics, EvalResult, Trajectory
-from leap.stats import wilson
+from leap.stats import PairedComparison, compare, wilson
 
 
 def _mean(xs: list[float]) -> float:
@@ -73,6 +73,22 @@ def outcomes(trajs: list[Trajectory]) -> dict[str, dict[str, bool]]:
     out: dict[str, dict[str, bool]] = {}
     for t in trajs:
         out.setdefault(t.split, {})[t.task_id] = t.success
+    return out
+
+
+def paired(
+    a: list[Trajectory], b: list[Trajectory], pool: tuple[str, ...] = ("test", "test_ood")
+) -> dict[str, PairedComparison]:
+    """``a`` minus ``b`` per split on the tasks both were evaluated on, and over the ``pool`` splits
+    together (key ``"+".join(pool)``, where both have all of them)."""
+    oa, ob = outcomes(a), outcomes(b)
+    out = {s: compare(oa[s], ob[s]) for s in sorted(oa.keys() & ob.keys())}
+    if len(pool) > 1 and all(s in out for s in pool):
+
+        def pooled(o: dict[str, dict[str, bool]]) -> dict[str, bool]:
+            return {f"{s}/{t}": v for s in pool for t, v in o[s].items()}
+
+        out["+".join(pool)] = compare(pooled(oa), pooled(ob))
     return out
 
 
