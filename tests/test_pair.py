@@ -66,3 +66,20 @@ def test_leap_pair_merges_files_and_pairs_only_shared_games(tmp_path: Path) -> N
     )
     res = CliRunner().invoke(app, ["pair", "-a", str(a2), "-b", str(a1)])
     assert res.exit_code != 0 and "share no split" in res.output
+
+
+def test_report_pairs_the_held_out_splits_pooled() -> None:
+    from leap.metrics import outcomes
+    from leap.stages.report import comparisons
+
+    a = _trajs("test", [True] * 6 + [False] * 4, "a") + _trajs("test_ood", [True, True, False, False], "a")
+    b = _trajs("test", [True] + [False] * 5 + [True] + [False] * 3, "b")
+    b += _trajs("test_ood", [True, False, False, False], "b")
+    teacher = {"test": {f"g{i}": True for i in range(10)}}  # played no test_ood: not pooled
+    splits = ["test", "test_ood"]
+    out = comparisons({0: outcomes(b), 1: outcomes(a)}, {"oracle:l0": teacher}, splits, pool=splits)
+    pooled = out["test+test_ood"]["iter_1_vs_bc"]
+    assert (pooled["n"], pooled["only_a"], pooled["only_b"]) == (14, 6, 1)  # as `leap pair` counts
+    assert out["test"]["iter_1_vs_bc"]["only_a"] == 5
+    assert "iter_1_vs_oracle_l0" in out["test"] and "iter_1_vs_oracle_l0" not in out["test+test_ood"]
+    assert "test+test_ood" not in comparisons({0: outcomes(b), 1: outcomes(a)}, {}, ["test"], pool=["test"])

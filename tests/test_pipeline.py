@@ -105,6 +105,8 @@ def test_every_stage_wrote_its_outputs(toy_run: Path) -> None:
     summary = json.loads((r / "reports/summary.json").read_text())
     assert summary["best_iteration"] in (0, 1)
     assert "oracle:l0" in summary["baselines"]
+    pooled = summary["comparisons"]["test+test_ood"]["iter_1_vs_bc"]  # the held-out splits together
+    assert pooled["n"] == summary["comparisons"]["test"]["iter_1_vs_bc"]["n"] * 2
     assert (r / "reports/learning_curve.png").stat().st_size > 1000
     assert not list(r.glob("data/**/.*.journal")), "journals are removed once a stage finishes"
 

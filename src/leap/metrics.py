@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from statistics import fmean
 
 from leap.agent import cycle_actions
@@ -84,12 +85,13 @@ def paired(
     oa, ob = outcomes(a), outcomes(b)
     out = {s: compare(oa[s], ob[s]) for s in sorted(oa.keys() & ob.keys())}
     if len(pool) > 1 and all(s in out for s in pool):
-
-        def pooled(o: dict[str, dict[str, bool]]) -> dict[str, bool]:
-            return {f"{s}/{t}": v for s in pool for t, v in o[s].items()}
-
-        out["+".join(pool)] = compare(pooled(oa), pooled(ob))
+        out["+".join(pool)] = compare(pooled(oa, pool), pooled(ob, pool))
     return out
+
+
+def pooled(o: dict[str, dict[str, bool]], splits: Sequence[str]) -> dict[str, bool]:
+    """One {"split/task id": solved} over ``splits`` (a task id may recur across splits)."""
+    return {f"{s}/{t}": v for s in splits for t, v in o.get(s, {}).items()}
 
 
 def flat_metrics(results: dict[str, EvalResult]) -> dict[str, float]:

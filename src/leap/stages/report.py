@@ -13,7 +13,7 @@ from typing import Any
 from leap import paths
 from leap.config import Params
 from leap.io import atomic_path, write_json, write_text
-from leap.metrics import flat_metrics
+from leap.metrics import flat_metrics, pooled
 from leap.records import EvalResult
 from leap.stats import compare
 
@@ -55,10 +55,22 @@ def collect_outcomes(params: Params) -> tuple[dict[int, Outcomes], dict[str, Out
 
 
 def comparisons(
-    per_iter: dict[int, Outcomes], base: dict[str, Outcomes], splits: list[str], seed: int = 0
+    per_iter: dict[int, Outcomes],
+    base: dict[str, Outcomes],
+    splits: list[str],
+    seed: int = 0,
+    pool: list[str] | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """{split: {"<a>_vs_<b>": paired comparison}} of every LEAP iteration against BC (iteration 0)
-    and against each baseline, and of BC against each baseline."""
+    and against each baseline, and of BC against each baseline; with two or more ``pool`` splits,
+    also over them together (key "test+test_ood": twice the games, a narrower interval)."""
+    if pool and len(pool) > 1:
+        name = "+".join(pool)
+        per_iter = {i: o | {name: pooled(o, pool)} for i, o in per_iter.items()}
+        base = {
+            p: o | ({name: pooled(o, pool)} if all(s in o for s in pool) else {}) for p, o in base.items()
+        }
+        splits = [*splits, name]
     out: dict[str, dict[str, dict[str, float]]] = {}
     for split in splits:
         rows: dict[str, dict[str, float]] = {}
@@ -187,7 +199,9 @@ def run(params: Params, *, track: bool = True) -> dict[str, Any]:
     sel = params.loop.select_split
     best = best_iteration(per_iter, sel)
     outcomes, base_outcomes = collect_outcomes(params)
-    paired = comparisons(outcomes, base_outcomes, list(params.env.eval_splits), seed=params.seed)
+    splits = list(params.env.eval_splits)
+    held_out = [s for s in splits if s != sel]  # pooled: the held-out splits together
+    paired = comparisons(outcomes, base_outcomes, splits, seed=params.seed, pool=held_out)
     summary = {
         "env": params.env.name,
         "teacher": params.teacher.kind,
@@ -294,13 +308,14 @@ def _sync_mlflow(
             if not a.startswith("iter_"):
                 continue
             i = int(a.removeprefix("iter_"))
+            key = split.replace("+", "_and_")  # MLflow's metric names allow no "+"
             tracking.log_pipeline_metrics(
                 params,
                 {
-                    f"{split}/diff_vs_{b}": c["diff"],
-                    f"{split}/diff_vs_{b}_ci_low": c["ci_low"],
-                    f"{split}/diff_vs_{b}_ci_high": c["ci_high"],
-                    f"{split}/diff_vs_{b}_p": c["p_value"],
+                    f"{key}/diff_vs_{b}": c["diff"],
+                    f"{key}/diff_vs_{b}_ci_low": c["ci_low"],
+                    f"{key}/diff_vs_{b}_ci_high": c["ci_high"],
+                    f"{key}/diff_vs_{b}_p": c["p_value"],
                 },
                 step=i,
             )
