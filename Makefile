@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
-.PHONY: ablation-privilege ablation-update self-improve setup run smoke test test-slow test-gpu lint format ui bench bench-intercode clean-outputs intercode-root help
+.PHONY: ablation-privilege ablation-update self-improve replicate setup run smoke test test-slow test-gpu lint format ui bench bench-intercode clean-outputs intercode-root help
 
 help:
 	@echo "make setup     install everything into $(VENV) (CPU torch pinned)"
@@ -26,6 +26,7 @@ help:
 	@echo "make ablation-privilege  λ0..λ4 (ETAS=0,1,4: also the constrained expert) from one BC student"
 	@echo "make ablation-update     SFT vs DPO vs KTO on the same corrections (BETA=0.1, PREF_LR=1e-4)"
 	@echo "make self-improve        the student as its own privileged teacher, against the oracle"
+	@echo "make replicate           the same params with other trainer seeds (SEEDS=0,1,2): LEAP - BC per seed and its mean"
 	@echo "                         (STUDY_SCALE=experiments/studies/paper.yaml: the larger scale;"
 	@echo "                          STUDY_WITH=experiments/studies/toy.yaml: the toy environment)"
 	@echo "make ui        MLflow UI on http://127.0.0.1:5000"
@@ -87,7 +88,7 @@ STUDY_ARGS   = $(if $(STUDY_SCALE),--scale $(STUDY_SCALE)) $(foreach f,$(STUDY_W
 	$(BIN)/dvc init -q
 
 # Like `make run`, the queued variants have the machine: each uses nproc / STUDY_JOBS torch threads.
-ablation-privilege ablation-update self-improve: export LEAP_TORCH_THREADS ?= $(shell n=$$(( $$(nproc) / $(STUDY_JOBS) )); echo $$(( n > 0 ? n : 1 )))
+ablation-privilege ablation-update self-improve replicate: export LEAP_TORCH_THREADS ?= $(shell n=$$(( $$(nproc) / $(STUDY_JOBS) )); echo $$(( n > 0 ? n : 1 )))
 
 ablation-privilege: setup .dvc
 	$(BIN)/leap study privilege $(STUDY_ARGS) $(if $(ETAS),--eta $(ETAS))
@@ -97,6 +98,9 @@ ablation-update: setup .dvc
 
 self-improve: setup .dvc
 	$(BIN)/leap study self-improve $(STUDY_ARGS)
+
+replicate: setup .dvc
+	$(BIN)/leap study seeds $(STUDY_ARGS) $(if $(SEEDS),--seeds $(SEEDS))
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000

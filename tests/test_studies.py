@@ -45,7 +45,12 @@ def test_variants_of_each_study_set_the_same_keys() -> None:
     assert lrs == [None, 5e-5, 5e-5]
     selfi = studies.variants("self-improve")
     assert selfi[0].overrides["teacher.kind"] == "local" and selfi[1].overrides["teacher.kind"] == "oracle"
-    for vs in (priv, upd, selfi):
+    seeds = studies.variants("seeds", seeds=[3, 5])
+    assert [(v.key, v.overrides) for v in seeds] == [
+        ("seed3", {"train.seed": 3}),
+        ("seed5", {"train.seed": 5}),
+    ]
+    for vs in (priv, upd, selfi, seeds):
         assert len({frozenset(v.overrides) for v in vs}) == 1
     with pytest.raises(ValueError, match="unknown study"):
         studies.variants("nope")
@@ -235,3 +240,39 @@ def test_the_learning_curve_plot_has_an_interval_per_iteration(tmp_path: Path) -
     out = tmp_path / "curve.png"
     studies.plot_learning_curves(rows, "valid", out)
     assert imread(out).shape[0] > 100
+
+
+def test_replicates_report_each_seeds_gain_over_its_bc_and_their_mean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # By hand: gains +0.2, 0.0, +0.1 -> mean 0.1, sd 0.1, t(0.975, 2) = 4.3027 -> ±0.2484.
+    rows = [{"vs_bc": {"test": {"diff": d}}} for d in (0.2, 0.0, 0.1)] + [{"vs_bc": {}}]
+    m = studies.mean_vs_bc(rows)["test"]
+    assert m["k"] == 3 and m["mean"] == pytest.approx(0.1)
+    assert m["ci"] == pytest.approx([0.1 - 0.24841, 0.1 + 0.24841], abs=1e-4)
+    assert (
+        studies.mean_vs_bc(rows[:1])["test"]["ci"][0] != studies.mean_vs_bc(rows[:1])["test"]["ci"][0]
+    )  # NaN
+    # End to end on the fixture's two real toy experiments, as two replicates.
+    params = _toy_params(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    planned = studies.plan("seeds", params, [], studies.variants("seeds", seeds=[0, 1]), tmp_path / "s")
+    real = studies.experiments(SHOW)
+    exps = {planned[0].name: real["v-l0"], planned[1].name: real["v-l4"]}
+    result = studies.report("seeds", planned, exps)
+    gains = [
+        real[n].metrics["reports/summary.json"]["comparisons"]["test_ood"]["iter_1_vs_bc"]["diff"]
+        for n in ("v-l0", "v-l4")
+    ]
+    assert result["mean_vs_bc"]["test_ood"]["diffs"] == gains
+    assert result["variants"][0]["label"] == "train.seed 0"
+    md = (tmp_path / "reports/studies/seeds.md").read_text()
+    assert "| test_ood |" in md and "mean [95% t-interval over replicates]" in md
+    assert (tmp_path / "reports/seeds.png").stat().st_size > 5000
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name(load_params(params).tracking.experiment)
+    (run,) = client.search_runs([exp.experiment_id], filter_string="tags.`leap.study` = 'seeds'")
+    assert run.data.metrics["mean/test_ood/diff_vs_bc"] == pytest.approx(sum(gains) / 2)

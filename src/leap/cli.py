@@ -549,7 +549,7 @@ def bench(
 
 @app.command()
 def study(
-    name: Annotated[str, typer.Argument(help="privilege | update | self-improve")],
+    name: Annotated[str, typer.Argument(help="privilege | update | self-improve | seeds")],
     scale: Annotated[
         Path | None,
         typer.Option(
@@ -570,6 +570,9 @@ def study(
             help="update study: DPO's and KTO's learning rate (default: studies.UPDATE_LEARNING_RATES)"
         ),
     ] = None,
+    seeds: Annotated[
+        str, typer.Option(help="seeds study: comma-separated train.seed of the replicates")
+    ] = "0,1,2",
     jobs: Annotated[int, typer.Option(help="experiments run at once (dvc queue start -j)")] = 1,
     report_only: Annotated[bool, typer.Option(help="only collect, plot and log what has finished")] = False,
     dry_run: Annotated[bool, typer.Option(help="print the variants and their overrides only")] = False,
@@ -585,6 +588,7 @@ def study(
             eta_level=eta_level,
             beta=beta,
             preference_lr=preference_lr,
+            seeds=[int(x) for x in seeds.split(",") if x.strip()],
         )
         scale = scale or studies.DEFAULT_SCALES[name]
         planned = studies.plan(name, _state["params"], [scale, *(with_ or [])], vs)

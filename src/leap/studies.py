@@ -1,6 +1,7 @@
 """The paper's studies as DVC experiments: the privilege ablation (§4.5, Fig. 5; optionally an η sweep
 of the constrained expert, App. B.2), the update-method ablation (§4.7, Table 3) and self-improvement
-(§4.6).
+(§4.6); and replicates (``seeds``: the same params with other trainer seeds, each training its own
+BC and iterations), because at 30 games per split one run's LEAP − BC is one draw.
 
 A study is a list of variants, each a set of overrides of params.yaml on top of a scale
 (``experiments/studies/cpu.yaml`` by default: params.yaml's counts; ``small.yaml`` for a quick
@@ -36,11 +37,12 @@ from leap.config import Params, load_params
 from leap.experiment_overrides import dvc_overrides
 from leap.io import atomic_path, write_json, write_text
 
-STUDIES = ("privilege", "update", "self-improve")
+STUDIES = ("privilege", "update", "self-improve", "seeds")
 PLOTS = {
     "privilege": "reports/privilege_tradeoff.png",
     "update": "reports/update_methods.png",
     "self-improve": "reports/self_improve.png",
+    "seeds": "reports/seeds.png",
 }
 STUDY_DIR = Path(".exp/studies")  # composed experiment files (ignored by git)
 # Each study's default scale: params.yaml's counts (cpu.yaml). The update study's DPO and KTO rows
@@ -85,6 +87,7 @@ def variants(
     eta_level: int = 4,
     beta: float | None = None,
     preference_lr: float | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
 ) -> list[Variant]:
     """The variants of ``study``. Every variant of a study sets the same keys, so none inherits a
     value from another. ``preference_lr`` replaces DPO's and KTO's learning rate."""
@@ -114,6 +117,10 @@ def variants(
             Variant("self", "student as its own teacher", {"teacher.kind": "local", **shared}),
             Variant("oracle", "oracle teacher", {"teacher.kind": "oracle", **shared}),
         ]
+    if study == "seeds":
+        # train.seed is read by every train stage: each replicate trains its own BC (the games and
+        # demonstrations stay the same), so its LEAP − BC includes BC's own variation.
+        return [Variant(f"seed{s}", int(s), {"train.seed": int(s)}) for s in seeds]
     raise ValueError(f"unknown study {study!r} (one of {', '.join(STUDIES)})")
 
 
@@ -235,6 +242,8 @@ def result_row(planned: Planned, exp: Experiment) -> dict[str, Any]:
         label = (
             f"η={v.x:g} (λ{planned.params.teacher.privilege_level})" if v.key.startswith("eta") else f"λ{v.x}"
         )
+    elif planned.study == "seeds":
+        label = f"train.seed {v.x}"
     else:
         label = str(v.x)
     row: dict[str, Any] = {
@@ -253,6 +262,12 @@ def result_row(planned: Planned, exp: Experiment) -> dict[str, Any]:
         },
         "realize": {},
         "by_category": {},
+        # The last iteration minus this variant's own BC, paired (per split and pooled held-out).
+        "vs_bc": {
+            s: rows[f"iter_{last}_vs_bc"]
+            for s, rows in (summary.get("comparisons") or {}).items()
+            if f"iter_{last}_vs_bc" in rows
+        },
     }
     for i in planned.params.loop.iterations:
         real = exp.metrics.get(f"metrics/stages/realize_{i}.json") or {}
@@ -264,6 +279,35 @@ def result_row(planned: Planned, exp: Experiment) -> dict[str, Any]:
         cats = (evaluation.get(s) or {}).get("by_category") or {}
         row["by_category"][s] = {c: r["success_rate"] for c, r in cats.items()}
     return row
+
+
+def mean_vs_bc(rows: list[dict[str, Any]], confidence: float = 0.95) -> dict[str, dict[str, Any]]:
+    """Per split: the variants' LEAP − BC (each paired on its games), their mean and a Student-t
+    interval of the mean over variants (replicates: the run-to-run spread, not the game sampling)."""
+    from scipy import stats
+
+    out: dict[str, dict[str, Any]] = {}
+    for split in sorted({s for r in rows for s in r.get("vs_bc", {})}):
+        diffs = [r["vs_bc"][split]["diff"] for r in rows if split in r.get("vs_bc", {})]
+        k = len(diffs)
+        mean = sum(diffs) / k
+        if k > 1:
+            sd = (sum((d - mean) ** 2 for d in diffs) / (k - 1)) ** 0.5
+            half = float(stats.t.ppf(0.5 + confidence / 2, k - 1)) * sd / k**0.5
+            ci = [mean - half, mean + half]
+        else:
+            ci = [float("nan"), float("nan")]
+        out[split] = {"k": k, "mean": mean, "ci": ci, "diffs": diffs}
+    return out
+
+
+def mean_table(means: dict[str, dict[str, Any]]) -> str:
+    lines = ["| split | LEAP − BC per replicate | mean [95% t-interval over replicates] |", "|---|---|---|"]
+    for split, m in means.items():
+        each = ", ".join(f"{d:+.2f}" for d in m["diffs"])
+        lo, hi = m["ci"]
+        lines.append(f"| {split} | {each} | {m['mean']:+.3f} [{lo:+.2f}, {hi:+.2f}] |")
+    return "\n".join(lines) + "\n"
 
 
 def table(study: str, rows: list[dict[str, Any]], split: str) -> str:
@@ -408,7 +452,7 @@ def report(study: str, planned: list[Planned], exps: dict[str, Experiment], *, t
         raise RuntimeError(f"no variant of {study!r} has finished")
     split = planned[0].params.loop.select_split
     out_plot = Path(PLOTS[study])
-    if study == "self-improve":
+    if study in ("self-improve", "seeds"):
         plot_learning_curves(rows, split, out_plot)
     else:
         plot_tradeoff(study, rows, split, out_plot)
@@ -416,13 +460,21 @@ def report(study: str, planned: list[Planned], exps: dict[str, Experiment], *, t
     plot_per_task_type(study, rows, split, cat_plot)
     md = table(study, rows, split)
     result = {"study": study, "select_split": split, "variants": rows, "missing": _missing(planned, exps)}
+    if study == "seeds":
+        result["mean_vs_bc"] = mean_vs_bc(rows)
+        md += "\n" + mean_table(result["mean_vs_bc"])
     write_json(Path(f"reports/studies/{study}.json"), result)
     write_text(Path(f"reports/studies/{study}.md"), md)
     if track:
         from leap.tracking import log_study
 
         files = [f for f in (out_plot, cat_plot, Path(f"reports/studies/{study}.md")) if f.exists()]
-        log_study(planned[0].params, study, rows, split, files)
+        extra = {
+            f"mean/{s.replace('+', '_and_')}/diff_vs_bc{k}": v
+            for s, m in result.get("mean_vs_bc", {}).items()
+            for k, v in (("", m["mean"]), ("_ci_low", m["ci"][0]), ("_ci_high", m["ci"][1]))
+        }
+        log_study(planned[0].params, study, rows, split, files, extra)
     return result
 
 

@@ -245,10 +245,18 @@ def shared_store(params: Params) -> str:
     return uri
 
 
-def log_study(params: Params, study: str, rows: list[dict[str, Any]], split: str, files: list[Path]) -> str:
+def log_study(
+    params: Params,
+    study: str,
+    rows: list[dict[str, Any]],
+    split: str,
+    files: list[Path],
+    extra: dict[str, float] | None = None,
+) -> str:
     """One MLflow run per study (tag ``leap.kind = study``; found again on a re-run) with each variant's
-    success, its interval, average actions and realizability as metrics, and the study's plots and
-    table as artifacts. The variants' own pipeline runs hold their params."""
+    success, its interval, average actions and realizability as metrics (and ``extra`` ones: the
+    replicates' mean), and the study's plots and table as artifacts. The variants' own pipeline runs
+    hold their params."""
     from mlflow.entities import Metric
 
     client = _client(params)
@@ -277,6 +285,7 @@ def log_study(params: Params, study: str, rows: list[dict[str, Any]], split: str
                 for k, x in real.items()
                 if isinstance(x, int | float) and x is not None
             ]
+    metrics += [Metric(k, float(x), ts, 0) for k, x in (extra or {}).items() if x == x]  # x == x: not NaN
     for i in range(0, len(metrics), 500):
         client.log_batch(rid, metrics=metrics[i : i + 500])
     client.set_tag(rid, "leap.variants", ",".join(str(r["variant"]) for r in rows))
