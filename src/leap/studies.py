@@ -287,7 +287,7 @@ def mean_vs_bc(rows: list[dict[str, Any]], confidence: float = 0.95) -> dict[str
     from scipy import stats
 
     out: dict[str, dict[str, Any]] = {}
-    for split in sorted({s for r in rows for s in r.get("vs_bc", {})}):
+    for split in dict.fromkeys(s for r in rows for s in r.get("vs_bc", {})):  # the report's order
         diffs = [r["vs_bc"][split]["diff"] for r in rows if split in r.get("vs_bc", {})]
         k = len(diffs)
         mean = sum(diffs) / k
