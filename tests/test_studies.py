@@ -93,10 +93,11 @@ class FakeDvc:
     """DVC's queue, as far as `studies.run` uses it: queued experiments finish when the queue starts
     (with the metrics of the real toy experiment v-l0), one of them failing the first time if asked."""
 
-    def __init__(self, fail_first: str | None = None) -> None:
+    def __init__(self, fail_first: str | None = None, worker_stops_after: int | None = None) -> None:
         self.calls: list[list[str]] = []
         self.queue: dict[str, str] = {}
         self.fail_first = fail_first
+        self.stops_after = worker_stops_after  # the first worker runs this many tasks, then stops
         exp = SHOW[1]["experiments"][1]
         assert exp["name"] == "v-l0"
         self.template = exp
@@ -114,14 +115,21 @@ class FakeDvc:
                     out[1]["experiments"].append(e)
             return json.dumps(out)
         if args[:2] == ["queue", "status"]:
+            assert sum(c[:2] == ["queue", "status"] for c in self.calls) < 50, (
+                "waits on a queue that never runs"
+            )
             rows = [f"abc1234  {n}  06:00 AM   {s}" for n, s in self.queue.items()]
-            return "\n".join(["Task     Name    Created    Status", *rows, "", "Worker status: 0 active"])
+            return "\n".join(
+                ["Task     Name    Created    Status", *rows, "", "Worker status: 0 active, 0 idle"]
+            )
         if args[:3] == ["exp", "run", "--queue"]:
             self.queue[args[4]] = "Queued"
             return ""
         if args[:2] == ["queue", "start"]:
+            budget, self.stops_after = self.stops_after, None
             for n, s in self.queue.items():
-                if s == "Queued":
+                if s == "Queued" and budget != 0:
+                    budget = None if budget is None else budget - 1
                     failed = n == self.fail_first
                     self.fail_first = None if failed else self.fail_first
                     self.queue[n] = "Failed" if failed else "Success"
@@ -154,6 +162,16 @@ def test_a_second_call_queues_no_finished_variant(tmp_path: Path) -> None:
     assert studies.run("update", planned, dvc, poll_s=0, echo=log.append) == []
     assert not [c for c in dvc.calls if c[0] == "queue" and c[1] == "start"]
     assert dvc.queued() == []
+
+
+def test_a_worker_that_stops_with_variants_queued_is_started_again(tmp_path: Path) -> None:
+    planned = studies.plan("update", _toy_params(tmp_path), [], studies.variants("update"), tmp_path / "s")
+    dvc = FakeDvc(worker_stops_after=1)
+    log: list[str] = []
+    assert studies.run("update", planned, dvc, poll_s=0, echo=log.append) == [p.name for p in planned]
+    assert [c for c in dvc.calls if c[:2] == ["queue", "start"]] == [["queue", "start", "-j", "1"]] * 2
+    assert any("starting it again" in line for line in log)
+    assert set(dvc.queue.values()) == {"Success"}
 
 
 def test_report_writes_the_table_plots_and_an_mlflow_study_run(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -482,14 +483,19 @@ def _missing(planned: list[Planned], exps: dict[str, Experiment]) -> list[str]:
     return [p.name for p in planned if p.name not in exps or exps[p.name].state != "success"]
 
 
-def queue_status(dvc: Dvc) -> dict[str, str]:
-    """Task name -> status (Queued, Running, Success, Failed) from ``dvc queue status``."""
+def queue_status(dvc: Dvc) -> tuple[dict[str, str], int | None]:
+    """Task name -> status (Queued, Running, Success, Failed) from ``dvc queue status``, and how many
+    workers are up (active + idle; None if DVC does not say)."""
     out: dict[str, str] = {}
+    workers = None
     for line in dvc(["queue", "status"]).splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[0] != "Task" and parts[-1] in ("Queued", "Running", "Success", "Failed"):
             out[parts[1]] = parts[-1]
-    return out
+        m = re.match(r"Worker status: (\d+) active, (\d+) idle", line.strip())
+        if m:
+            workers = int(m[1]) + int(m[2])
+    return out, workers
 
 
 def _show(dvc: Dvc) -> dict[str, Experiment]:
@@ -502,13 +508,13 @@ def run(
     dvc: Dvc = run_dvc,
     *,
     jobs: int = 1,
-    poll_s: float = 10.0,
+    poll_s: float = 30.0,  # each poll is a control message to the worker: not too often
     echo: Callable[[str], None] = print,
 ) -> list[str]:
     """Queue every variant not finished (nor queued) yet, run the queue and wait for it; returns the
     names it queued. A variant that failed before is removed from DVC and queued again."""
     exps = _show(dvc)
-    status = queue_status(dvc)
+    status, _ = queue_status(dvc)
     todo = []
     for p in planned:
         done = p.name in exps and exps[p.name].state == "success"
@@ -527,7 +533,17 @@ def run(
     if not todo and not names & {n for n, s in status.items() if s in ("Queued", "Running")}:
         return []
     dvc(["queue", "start", "-j", str(jobs)])
-    while any(s in ("Queued", "Running") for n, s in queue_status(dvc).items() if n in names):
+    while True:
+        status, workers = queue_status(dvc)
+        mine = [s for n, s in status.items() if n in names]
+        if not any(s in ("Queued", "Running") for s in mine):
+            break
+        if workers == 0 and "Running" not in mine:
+            # DVC's worker can stop between tasks (measured: kombu's filesystem broker read a
+            # half-written control message, "Unrecoverable error: JSONDecodeError", while `dvc queue
+            # status` ran beside it); what is left stays queued, so start a worker again.
+            echo("the DVC queue worker stopped with variants still queued; starting it again")
+            dvc(["queue", "start", "-j", str(jobs)])
         time.sleep(poll_s)
     exps = _show(dvc)
     for p in planned:
