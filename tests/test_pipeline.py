@@ -136,6 +136,7 @@ def test_mlflow_has_learning_curves_and_nested_stage_runs(toy_run: Path) -> None
     assert [m.step for m in real] == [1]  # per iteration, before that iteration's training
     assert "realize/action_match_rate" in p.data.metrics
     assert "baseline/oracle_l0/valid/success_rate" in p.data.metrics
+    assert "test_and_test_ood/diff_vs_bc" in p.data.metrics  # the pooled split, named as MLflow allows
     stages = {r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id}
     assert {
         "prepare",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -291,10 +292,9 @@ def mean_vs_bc(rows: list[dict[str, Any]], confidence: float = 0.95) -> dict[str
     for split in dict.fromkeys(s for r in rows for s in r.get("vs_bc", {})):  # the report's order
         diffs = [r["vs_bc"][split]["diff"] for r in rows if split in r.get("vs_bc", {})]
         k = len(diffs)
-        mean = sum(diffs) / k
+        mean = statistics.fmean(diffs)
         if k > 1:
-            sd = (sum((d - mean) ** 2 for d in diffs) / (k - 1)) ** 0.5
-            half = float(stats.t.ppf(0.5 + confidence / 2, k - 1)) * sd / k**0.5
+            half = float(stats.t.ppf(0.5 + confidence / 2, k - 1)) * statistics.stdev(diffs) / k**0.5
             ci = [mean - half, mean + half]
         else:
             ci = [float("nan"), float("nan")]
@@ -471,7 +471,7 @@ def report(study: str, planned: list[Planned], exps: dict[str, Experiment], *, t
 
         files = [f for f in (out_plot, cat_plot, Path(f"reports/studies/{study}.md")) if f.exists()]
         extra = {
-            f"mean/{s.replace('+', '_and_')}/diff_vs_bc{k}": v
+            f"mean/{s}/diff_vs_bc{k}": v
             for s, m in result.get("mean_vs_bc", {}).items()
             for k, v in (("", m["mean"]), ("_ci_low", m["ci"][0]), ("_ci_high", m["ci"][1]))
         }

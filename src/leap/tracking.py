@@ -198,9 +198,16 @@ def stage_run(params: Params, stage: str, iteration: int | None = None) -> Itera
     client.set_terminated(sr.run_id, status="FINISHED")
 
 
+def metric_key(name: str) -> str:
+    """A metric name MLflow accepts: the pooled split "test+test_ood" becomes "test_and_test_ood"."""
+    return name.replace("+", "_and_")
+
+
 def log_pipeline_metrics(params: Params, metrics: dict[str, float], step: int, *, client: Any = None) -> None:
     """Log metrics to the pipeline run, skipping (key, step, value) already there (idempotent)."""
     from mlflow.entities import Metric
+
+    metrics = {metric_key(k): v for k, v in metrics.items()}
 
     client = client or _client(params)
     rid = get_pipeline_run(params)
@@ -285,7 +292,8 @@ def log_study(
                 for k, x in real.items()
                 if isinstance(x, int | float) and x is not None
             ]
-    metrics += [Metric(k, float(x), ts, 0) for k, x in (extra or {}).items() if x == x]  # x == x: not NaN
+    # x == x: not NaN (one replicate has no interval)
+    metrics += [Metric(metric_key(k), float(x), ts, 0) for k, x in (extra or {}).items() if x == x]
     for i in range(0, len(metrics), 500):
         client.log_batch(rid, metrics=metrics[i : i + 500])
     client.set_tag(rid, "leap.variants", ",".join(str(r["variant"]) for r in rows))

@@ -308,14 +308,13 @@ def _sync_mlflow(
             if not a.startswith("iter_"):
                 continue
             i = int(a.removeprefix("iter_"))
-            key = split.replace("+", "_and_")  # MLflow's metric names allow no "+"
             tracking.log_pipeline_metrics(
                 params,
                 {
-                    f"{key}/diff_vs_{b}": c["diff"],
-                    f"{key}/diff_vs_{b}_ci_low": c["ci_low"],
-                    f"{key}/diff_vs_{b}_ci_high": c["ci_high"],
-                    f"{key}/diff_vs_{b}_p": c["p_value"],
+                    f"{split}/diff_vs_{b}": c["diff"],
+                    f"{split}/diff_vs_{b}_ci_low": c["ci_low"],
+                    f"{split}/diff_vs_{b}_ci_high": c["ci_high"],
+                    f"{split}/diff_vs_{b}_p": c["p_value"],
                 },
                 step=i,
             )
