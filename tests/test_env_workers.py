@@ -20,7 +20,9 @@ from leap.rollout import run_episodes
 from leap.teachers.oracle import OracleTeacher
 
 TASKS = ToyTasks(seed=0).tasks("train")
-LIMITS = WorkerLimits(reset_timeout_s=1.0, step_timeout_s=1.0, memory_mb=250.0)
+# The step timeout leaves room for the "memory" trouble's 400 MB to be written before it: on a
+# loaded 2-core machine that took over 1 s, and the step timed out before passing the memory limit.
+LIMITS = WorkerLimits(reset_timeout_s=1.0, step_timeout_s=3.0, memory_mb=250.0)
 _HELD: list[bytes] = []  # memory an environment keeps (a leak), in the worker
 
 
@@ -76,7 +78,7 @@ def test_a_worker_runs_the_environment_in_another_process() -> None:
 @pytest.mark.parametrize(
     ("trouble", "reason"),
     [
-        ("hang_step", "step timed out after 1 s"),
+        ("hang_step", "step timed out after 3 s"),
         ("hang_reset", "reset timed out after 1 s"),
         ("crash", "the worker died during step (exit code 3)"),
         ("memory", "passed its memory limit during step"),
